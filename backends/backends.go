@@ -1,0 +1,193 @@
+// Package backends defines the progress store contract that every wp store
+// implements, the errors stores return, and the URL registry that picks a
+// store by scheme (redis://, rediss://, sqlite://, dynamodb://).
+//
+// A job is a number of parts, each identified by an integer part id. A new
+// job has every part pending. Workers complete parts; the completion that
+// leaves no part pending "finishes" the job, and the finisher (or, after a
+// crash, whoever comes later) sends the reduce message. The store is the only
+// shared state: two wp processes on different machines agree only through it.
+package backends
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Errors every store returns. Callers check them with errors.Is; stores may
+// wrap them with more context.
+var (
+	// ErrNotFound: the job does not exist (never created, or deleted).
+	ErrNotFound = errors.New("no such job")
+	// ErrExists: CreateJob was asked for an id that is already taken.
+	ErrExists = errors.New("job already exists")
+	// ErrPartRange: the part id is not a part of this job.
+	ErrPartRange = errors.New("part id out of range")
+	// ErrJobFailed: the job has failed; nothing more is recorded for its parts.
+	ErrJobFailed = errors.New("job has failed")
+)
+
+// Job is what CreateJob stores.
+type Job struct {
+	ID    string
+	Total int64 // number of parts, ids 0..Total-1; must be >= 1
+	// Metadata is a JSON object (or nil for none). It is returned verbatim by
+	// Status and sent in the reduce message.
+	Metadata json.RawMessage
+}
+
+// Completion is what Complete learns about the job after recording a part.
+type Completion struct {
+	// Finisher is true for exactly one call per job: the one whose
+	// completion removed the last pending part. Among any number of
+	// concurrent or duplicate Complete calls for a job, exactly one sees
+	// Finisher == true.
+	Finisher bool
+	// Done is true when no part of the job is pending after this call,
+	// whether or not this call was the finisher (a duplicate delivery of an
+	// already-complete part of a finished job sees Done && !Finisher).
+	Done bool
+	// Duplicate is true when the part had already been completed before.
+	Duplicate bool
+	// ReduceSent mirrors Status.ReduceSent at the time of the call, so the
+	// caller knows whether a reduce may still need sending.
+	ReduceSent bool
+}
+
+// Status is a snapshot of one job.
+type Status struct {
+	ID        string
+	Total     int64
+	Remaining int64 // parts still pending
+	Failed    bool
+	Error     string // failure reason; empty unless Failed
+	Metadata  json.RawMessage
+	// ReduceSent: the reduce message was published and recorded (MarkReduceSent).
+	ReduceSent bool
+	// Reduced: the reduce command ran and exited 0 (MarkReduced).
+	Reduced bool
+	// CreatedAt is when CreateJob ran; zero when the store does not know
+	// (jobs written by other tools).
+	CreatedAt time.Time
+	// FirstPart is the smallest valid part id: 0 for jobs written by wp and
+	// watchbot-progress-py, 1 for jobs written by the Node library.
+	FirstPart int64
+}
+
+// State names the job's state: failed, reduced, complete or running.
+func (s Status) State() string {
+	switch {
+	case s.Failed:
+		return StateFailed
+	case s.Reduced:
+		return StateReduced
+	case s.Remaining == 0:
+		return StateComplete
+	default:
+		return StateRunning
+	}
+}
+
+// Job states as State returns them.
+const (
+	StateRunning  = "running"
+	StateFailed   = "failed"
+	StateComplete = "complete"
+	StateReduced  = "reduced"
+)
+
+// Store is the progress store contract. Every method is safe for concurrent
+// use by many goroutines and many processes on many machines sharing the same
+// underlying database. Methods that take a job id return ErrNotFound (possibly
+// wrapped) when the job does not exist; none of them ever creates a job except
+// CreateJob.
+type Store interface {
+	// CreateJob stores a job with parts 0..Total-1 all pending. It returns
+	// ErrExists if the id is taken (the existing job is left untouched). A
+	// job becomes visible to Status, List and Complete only once it is fully
+	// written: a CreateJob interrupted part way leaves either nothing visible
+	// or the whole job, and calling CreateJob again with the same id then
+	// succeeds or returns ErrExists.
+	CreateJob(ctx context.Context, job Job) error
+
+	// Complete records part as done and reports, atomically with that
+	// write, whether the job is now done and whether this call finished it.
+	// It is idempotent: completing a part twice records it once and the
+	// second call has Duplicate == true and Finisher == false. Completing a
+	// part of a failed job records nothing and returns ErrJobFailed.
+	// A part id outside the job returns ErrPartRange; an unknown job
+	// returns ErrNotFound and creates nothing.
+	Complete(ctx context.Context, jobID string, part int64) (Completion, error)
+
+	// Fail marks the job failed with a reason. A failed job stays failed:
+	// calling Fail again keeps the first reason and returns nil.
+	Fail(ctx context.Context, jobID, reason string) error
+
+	// Status returns a snapshot of the job; Remaining is exact.
+	Status(ctx context.Context, jobID string) (Status, error)
+
+	// Pending calls fn with each pending part id in ascending order. It
+	// streams: memory use does not grow with the number of parts. If fn
+	// returns an error, Pending stops and returns that error.
+	Pending(ctx context.Context, jobID string, fn func(part int64) error) error
+
+	// List calls fn once per job in the store, in no particular order,
+	// reading the store in bounded pages (never one unbounded call). If fn
+	// returns an error, List stops and returns it.
+	List(ctx context.Context, fn func(Status) error) error
+
+	// ClaimReduce takes the right to publish the job's reduce message for
+	// lease. It succeeds (ok == true, with a token) only when no part is
+	// pending, the job has not failed, the reduce has not been recorded as
+	// sent, and no other claim is live (a claim whose lease has run out is
+	// dead). So a finisher that crashed after Complete leaves a claim that
+	// expires, and a later delivery of any part of the job can claim and
+	// send the reduce.
+	ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (token string, ok bool, err error)
+
+	// ReleaseReduce gives up a claim (for example after the publish
+	// failed) so that the next delivery can claim at once. Releasing a claim
+	// that is not held by token is a no-op.
+	ReleaseReduce(ctx context.Context, jobID, token string) error
+
+	// MarkReduceSent records that the reduce message was published. It is
+	// idempotent and clears any claim.
+	MarkReduceSent(ctx context.Context, jobID string) error
+
+	// MarkReduced records that the reduce command exited 0. Idempotent.
+	MarkReduced(ctx context.Context, jobID string) error
+
+	// Delete removes every trace of the job. Deleting an unknown job
+	// returns ErrNotFound.
+	Delete(ctx context.Context, jobID string) error
+
+	// Close releases connections and files.
+	Close() error
+}
+
+var jobIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// ValidateJobID rejects job ids that could not be stored safely in every
+// store: 1 to 128 characters, letters, digits, '.', '_' and '-', starting
+// with a letter or digit. Redis key and glob characters ({ } : * ? [ ]),
+// separators and quotes are all refused.
+func ValidateJobID(id string) error {
+	if id == "" {
+		return errors.New("job id is empty")
+	}
+	if !jobIDPattern.MatchString(id) {
+		return fmt.Errorf("job id %q is not valid: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit", truncate(id, 64))
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,112 @@
+package backends
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// OpenFunc opens a store from its parsed URL. All of a store's settings come
+// from the URL.
+type OpenFunc func(ctx context.Context, u *url.URL) (Store, error)
+
+var (
+	mu      sync.RWMutex
+	openers = map[string]OpenFunc{}
+)
+
+// Register makes a store available under a URL scheme. Store packages call it
+// from init. Registering a scheme twice panics.
+func Register(scheme string, open OpenFunc) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := openers[scheme]; dup {
+		panic("backends: scheme registered twice: " + scheme)
+	}
+	openers[scheme] = open
+}
+
+// Schemes lists the registered URL schemes, sorted.
+func Schemes() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	s := make([]string, 0, len(openers))
+	for k := range openers {
+		s = append(s, k)
+	}
+	sort.Strings(s)
+	return s
+}
+
+// Open parses rawURL and opens the store registered for its scheme. Errors
+// name the URL with its password redacted.
+func Open(ctx context.Context, rawURL string) (Store, error) {
+	u, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	mu.RLock()
+	open, ok := openers[u.Scheme]
+	mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("progress store %s: unknown scheme %q (known: %s)", Redact(rawURL), u.Scheme, strings.Join(Schemes(), ", "))
+	}
+	st, err := open(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("progress store %s: %w", Redact(rawURL), err)
+	}
+	return st, nil
+}
+
+// ParseURL parses a store URL and checks it has a scheme. Its errors never
+// contain the password.
+func ParseURL(rawURL string) (*url.URL, error) {
+	if strings.TrimSpace(rawURL) == "" {
+		return nil, fmt.Errorf("progress store URL is empty (known schemes: %s)", strings.Join(Schemes(), ", "))
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Error quotes the whole URL, password included: say only what
+		// is wrong.
+		var reason string
+		if ue, ok := err.(*url.Error); ok {
+			reason = ue.Err.Error()
+		} else {
+			reason = "cannot parse"
+		}
+		return nil, fmt.Errorf("progress store URL %s: %s", Redact(rawURL), reason)
+	}
+	if u.Scheme == "" {
+		return nil, fmt.Errorf("progress store URL %s has no scheme (known: %s)", Redact(rawURL), strings.Join(Schemes(), ", "))
+	}
+	return u, nil
+}
+
+// Redact returns rawURL with any password replaced by "xxxxx". It works on
+// strings that do not parse too, so it is safe to call on anything a user
+// typed before printing it.
+func Redact(rawURL string) string {
+	if u, err := url.Parse(rawURL); err == nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
+		return u.String()
+	}
+	// Unparseable: blank out anything between "://" and the last '@'
+	// before the path.
+	i := strings.Index(rawURL, "://")
+	if i < 0 {
+		return rawURL
+	}
+	// A password may hold '/', '?' or '#': blank up to the last '@'
+	// anywhere (over-redacting a path that holds '@' is harmless).
+	rest := rawURL[i+3:]
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		return rawURL[:i+3] + "xxxxx@" + rest[at+1:]
+	}
+	return rawURL
+}
