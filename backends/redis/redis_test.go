@@ -1,0 +1,346 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wp-tools/wp/backends"
+	"github.com/wp-tools/wp/backends/backendtest"
+	"github.com/wp-tools/wp/internal/testservers"
+)
+
+// shared is the redis-server most tests and the benchmark use; tests that
+// need a server of their own (a password, a stopped process) start one.
+var shared *testservers.Server
+
+func TestMain(m *testing.M) {
+	s, err := testservers.StartRedis()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "backends/redis tests need a real redis-server: %v\n", err)
+		os.Exit(1)
+	}
+	shared = s
+	code := m.Run()
+	s.Stop()
+	os.Exit(code)
+}
+
+func testCtx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// openShared opens the shared server's db 0, emptied.
+func openShared(t testing.TB) *Store {
+	t.Helper()
+	ctx := testCtx(t, time.Minute)
+	st, err := backends.Open(ctx, shared.URL)
+	if err != nil {
+		t.Fatalf("open %s: %v", shared.URL, err)
+	}
+	t.Cleanup(func() { st.Close() })
+	rs := st.(*Store)
+	if err := rs.c.FlushDB(ctx).Err(); err != nil {
+		t.Fatalf("FLUSHDB: %v", err)
+	}
+	return rs
+}
+
+func TestConformance(t *testing.T) {
+	backendtest.Run(t, func(t *testing.T) backends.Store { return openShared(t) })
+}
+
+func TestParseURL(t *testing.T) {
+	const secret = "s3cr3t-Pa55"
+	tests := []struct {
+		name    string
+		url     string
+		wantErr string // substring; empty for success
+		check   func(t *testing.T, addr string, db int, tls bool, user, pw string)
+	}{
+		{name: "plain", url: "redis://127.0.0.1:6390", check: func(t *testing.T, addr string, db int, tls bool, user, pw string) {
+			if addr != "127.0.0.1:6390" || db != 0 || tls || pw != "" {
+				t.Errorf("got addr %q db %d tls %v pw %q, want 127.0.0.1:6390 0 false none", addr, db, tls, pw)
+			}
+		}},
+		{name: "default port", url: "redis://cache.internal", check: func(t *testing.T, addr string, db int, tls bool, user, pw string) {
+			if addr != "cache.internal:6379" {
+				t.Errorf("addr = %q, want cache.internal:6379", addr)
+			}
+		}},
+		{name: "tls password db", url: "rediss://:" + secret + "@cache.internal:6380/2", check: func(t *testing.T, addr string, db int, tls bool, user, pw string) {
+			if addr != "cache.internal:6380" || db != 2 || !tls || pw != secret || user != "" {
+				t.Errorf("got addr %q db %d tls %v user %q pw %q", addr, db, tls, user, pw)
+			}
+		}},
+		{name: "user and password", url: "redis://worker:" + secret + "@h/3", check: func(t *testing.T, addr string, db int, tls bool, user, pw string) {
+			if user != "worker" || pw != secret || db != 3 {
+				t.Errorf("got user %q pw %q db %d, want worker, the secret, 3", user, pw, db)
+			}
+		}},
+		{name: "db in query", url: "redis://h/0?db=5", check: func(t *testing.T, addr string, db int, tls bool, user, pw string) {
+			if db != 5 {
+				t.Errorf("db = %d, want 5", db)
+			}
+		}},
+		{name: "bad db", url: "redis://:" + secret + "@h/first", wantErr: "invalid database number"},
+		{name: "two path parts", url: "redis://:" + secret + "@h/1/2", wantErr: "invalid URL path"},
+		{name: "unknown option", url: "redis://:" + secret + "@h/0?colour=blue", wantErr: "unexpected option: colour"},
+		{name: "bad option value", url: "redis://:" + secret + "@h/0?dial_timeout=soon", wantErr: "dial_timeout"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u, err := backends.ParseURL(tc.url)
+			if err != nil {
+				t.Fatalf("backends.ParseURL: %v", err)
+			}
+			opt, err := parseOptions(u)
+			if tc.wantErr != "" {
+				if err == nil {
+					t.Fatalf("parseOptions(%s) succeeded, want an error with %q", backends.Redact(tc.url), tc.wantErr)
+				}
+				if !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("error %q does not say %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q holds the password", err)
+				}
+				// Through the registry too: the whole chain a user reads.
+				_, err = backends.Open(testCtx(t, time.Minute), tc.url)
+				if err == nil {
+					t.Fatal("backends.Open succeeded, want an error")
+				}
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("backends.Open error %q holds the password", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseOptions(%s): %v", backends.Redact(tc.url), err)
+			}
+			tc.check(t, opt.Addr, opt.DB, opt.TLSConfig != nil, opt.Username, opt.Password)
+		})
+	}
+}
+
+func TestParseURL_Defaults(t *testing.T) {
+	u, _ := backends.ParseURL("redis://h/0")
+	opt, err := parseOptions(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opt.DialTimeout != defaultDialTimeout || opt.ReadTimeout != defaultReadTimeout || opt.WriteTimeout != defaultWriteTimeout {
+		t.Errorf("timeouts dial %v read %v write %v, want %v %v %v", opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, defaultDialTimeout, defaultReadTimeout, defaultWriteTimeout)
+	}
+	if got, want := opt.MaxRetries, defaultMaxRetries; got != want {
+		t.Errorf("MaxRetries = %d, want %d", got, want)
+	}
+	if opt.PoolSize < 32 {
+		t.Errorf("PoolSize = %d, want at least 32", opt.PoolSize)
+	}
+	if !opt.ContextTimeoutEnabled {
+		t.Error("ContextTimeoutEnabled is off: a caller's deadline would not bound a call")
+	}
+
+	u, _ = backends.ParseURL("redis://h/0?dial_timeout=1s&read_timeout=2&max_retries=0&pool_size=7")
+	opt, err = parseOptions(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opt.DialTimeout != time.Second || opt.ReadTimeout != 2*time.Second || opt.MaxRetries != 0 || opt.PoolSize != 7 {
+		t.Errorf("URL options not honoured: dial %v read %v retries %d pool %d", opt.DialTimeout, opt.ReadTimeout, opt.MaxRetries, opt.PoolSize)
+	}
+}
+
+func TestSchemesRegistered(t *testing.T) {
+	have := map[string]bool{}
+	for _, s := range backends.Schemes() {
+		have[s] = true
+	}
+	for _, s := range []string{"redis", "rediss"} {
+		if !have[s] {
+			t.Errorf("scheme %q not registered (have %v)", s, backends.Schemes())
+		}
+	}
+}
+
+func TestPassword(t *testing.T) {
+	const right, wrong = "Right-pw-7731", "Wrong-pw-9054"
+	srv := testservers.StartRedisT(t, "--requirepass", right)
+	ctx := testCtx(t, time.Minute)
+
+	st, err := backends.Open(ctx, "redis://:"+right+"@"+srv.Addr+"/0")
+	if err != nil {
+		t.Fatalf("open with the right password: %v", err)
+	}
+	defer st.Close()
+	if err := st.CreateJob(ctx, backends.Job{ID: "pw-job", Total: 2}); err != nil {
+		t.Fatalf("CreateJob with the right password: %v", err)
+	}
+	if c, err := st.Complete(ctx, "pw-job", 1); err != nil || c.Done {
+		t.Fatalf("Complete = %+v, %v; want recorded, not done", c, err)
+	}
+
+	for _, u := range []string{
+		"redis://:" + wrong + "@" + srv.Addr + "/0",
+		"redis://default:" + wrong + "@" + srv.Addr + "/0",
+	} {
+		_, err := backends.Open(ctx, u)
+		if err == nil {
+			t.Fatalf("open %s succeeded, want an auth error", backends.Redact(u))
+		}
+		if strings.Contains(err.Error(), wrong) {
+			t.Errorf("error %q holds the password", err)
+		}
+		t.Logf("wrong password: %v", err)
+	}
+	if _, err := backends.Open(ctx, srv.URL); err == nil {
+		t.Error("open without a password succeeded against a server that requires one")
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	port, err := testservers.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing listens there: Open must say so, not hang.
+	u := "redis://:pw-unreach-1@127.0.0.1:" + strconv.Itoa(port) + "/0"
+	st, err := backends.Open(testCtx(t, 2*time.Minute), u)
+	if err == nil {
+		st.Close()
+		t.Fatal("Open of a port nothing listens on succeeded")
+	}
+	if strings.Contains(err.Error(), "pw-unreach-1") {
+		t.Errorf("error %q holds the password", err)
+	}
+	if !strings.Contains(err.Error(), strconv.Itoa(port)) {
+		t.Errorf("error %q does not name the address", err)
+	}
+	t.Logf("unreachable: %v", err)
+}
+
+// TestStoppedServer: a server that stops answering (SIGSTOP, as a hung or
+// partitioned Redis would) makes Complete fail instead of waiting forever,
+// and the store works again once the server is back.
+func TestStoppedServer(t *testing.T) {
+	srv := testservers.StartRedisT(t)
+	ctx := testCtx(t, time.Minute)
+	st, err := backends.Open(ctx, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rs := st.(*Store)
+	if err := st.CreateJob(ctx, backends.Job{ID: "stopped", Total: 3}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := rs.c.InfoMap(ctx, "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(info["Server"]["process_id"])
+	if err != nil || pid <= 0 {
+		t.Fatalf("redis process_id = %q: %v", info["Server"]["process_id"], err)
+	}
+	// A second store with a short read timeout and no retries, opened
+	// (and connected) before the stop: its bound must hold without any
+	// deadline from the caller.
+	short, err := backends.Open(ctx, srv.URL+"?read_timeout=500ms&max_retries=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer short.Close()
+
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	cont := func() { syscall.Kill(pid, syscall.SIGCONT) }
+	t.Cleanup(cont)
+
+	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	calls := []struct {
+		name string
+		ctx  context.Context
+		st   backends.Store
+	}{
+		{"caller deadline", cctx, st},
+		{"read_timeout without a caller deadline", context.Background(), short},
+	}
+	for _, call := range calls {
+		done := make(chan error, 1)
+		go func() {
+			_, err := call.st.Complete(call.ctx, "stopped", 0)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatalf("%s: Complete against a stopped server succeeded", call.name)
+			}
+			t.Logf("%s: stopped server: %v", call.name, err)
+		case <-time.After(5 * time.Minute):
+			t.Fatalf("%s: Complete against a stopped server did not return", call.name)
+		}
+	}
+
+	cont()
+	c, err := st.Complete(ctx, "stopped", 1)
+	if err != nil {
+		t.Fatalf("Complete after the server resumed: %v", err)
+	}
+	if c.Duplicate {
+		t.Errorf("Complete(1) after resume = %+v, want a new completion", c)
+	}
+}
+
+func TestInvalidJobID(t *testing.T) {
+	st := openShared(t)
+	ctx := testCtx(t, time.Minute)
+	for _, id := range []string{"", "a*b", "x}:job", "{y}", "has space"} {
+		if err := st.CreateJob(ctx, backends.Job{ID: id, Total: 1}); err == nil {
+			t.Errorf("CreateJob(%q) succeeded, want an invalid id error", id)
+		}
+		if _, err := st.Status(ctx, id); !errors.Is(err, backends.ErrNotFound) {
+			t.Errorf("Status(%q) err = %v, want ErrNotFound", id, err)
+		}
+	}
+	if n := st.c.DBSize(ctx).Val(); n != 0 {
+		t.Errorf("%d keys written by refused CreateJob calls", n)
+	}
+}
+
+// TestLayout pins the documented key layout: other tools and operators
+// read it.
+func TestLayout(t *testing.T) {
+	st := openShared(t)
+	ctx := testCtx(t, time.Minute)
+	if err := st.CreateJob(ctx, backends.Job{ID: "lay-1", Total: 10, Metadata: []byte(`{"a":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	h := st.c.HGetAll(ctx, "wp:{lay-1}:job").Val()
+	if h["total"] != "10" || h["remaining"] != "10" || h["meta"] != `{"a":1}` || h["created"] == "" {
+		t.Errorf("job hash = %v", h)
+	}
+	if n := st.c.Exists(ctx, "wp:{lay-1}:done").Val(); n != 0 {
+		t.Errorf("a new job has a done bitmap: creation should write only the hash")
+	}
+	if _, err := st.Complete(ctx, "lay-1", 9); err != nil {
+		t.Fatal(err)
+	}
+	if bit := st.c.GetBit(ctx, "wp:{lay-1}:done", 9).Val(); bit != 1 {
+		t.Errorf("bit 9 of the done bitmap = %d after completing part 9, want 1", bit)
+	}
+	if got := st.c.HGet(ctx, "wp:{lay-1}:job", "remaining").Val(); got != "9" {
+		t.Errorf("remaining = %q, want 9", got)
+	}
+}
