@@ -1,0 +1,637 @@
+// Package sqlite is wp's embedded progress store: one SQLite database file on
+// the local disk, shared by every wp process on the machine. It is pure Go
+// (modernc.org/sqlite, no cgo), so the wp binary stays static.
+//
+// # URLs
+//
+//	sqlite:///abs/path/progress.db    absolute path
+//	sqlite://relative/progress.db     relative to the working directory
+//	sqlite:///abs/path.db?busy_timeout=30s
+//
+// busy_timeout (default 10s, DefaultBusyTimeout) is how long a statement
+// waits for another connection's write lock. Any other query parameter is an
+// error. DefaultPath and DefaultURL give the per-user default location,
+// $XDG_STATE_HOME/wp/progress.db or ~/.local/state/wp/progress.db.
+//
+// Opening creates missing parent directories with mode 0700 and a missing
+// database file with mode 0600, whatever the umask; SQLite gives the -wal
+// and -shm files the database file's mode, and Open tightens any that are
+// wider.
+//
+// # Concurrency
+//
+// Many wp processes complete parts of one job at once, so the database runs
+// in WAL mode (readers never block the writer) with synchronous=NORMAL (a
+// commit is durable once the WAL is synced at checkpoint; a power cut may
+// lose the last commits but never corrupts the file) and busy_timeout.
+// Every write is one BEGIN IMMEDIATE transaction (the driver's
+// _txlock=immediate): the write lock is taken before anything is read, so
+// two processes can never both read "one part pending" and both decide they
+// finished the job. SQLite serialises the transactions across processes;
+// inside one process a write semaphore serialises them before they reach
+// SQLite, so goroutines queue in Go instead of polling the file lock. A
+// transaction that still fails with SQLITE_BUSY (the lock was held past
+// busy_timeout, or the WAL was being recovered) is retried from the start, at
+// most maxAttempts times; a retried transaction never committed, so no
+// completion is counted twice or lost. Reads (Status, List, Pending) are
+// plain statements outside any write transaction.
+//
+// Claim leases compare wall-clock times (Unix nanoseconds) written by the
+// processes sharing the database; they share one machine, so one clock.
+//
+// # Schema (PRAGMA user_version = 1)
+//
+//	CREATE TABLE jobs (
+//	    id            TEXT PRIMARY KEY,
+//	    total         INTEGER NOT NULL,      -- parts 0..total-1
+//	    remaining     INTEGER NOT NULL,      -- parts still pending, exact
+//	    metadata      TEXT,                  -- JSON object as given, or NULL
+//	    created_at    INTEGER NOT NULL,      -- Unix nanoseconds
+//	    failed        INTEGER NOT NULL DEFAULT 0,
+//	    error         TEXT NOT NULL DEFAULT '',
+//	    reduce_sent   INTEGER NOT NULL DEFAULT 0,
+//	    reduced       INTEGER NOT NULL DEFAULT 0,
+//	    claim_token   TEXT NOT NULL DEFAULT '',
+//	    claim_expires INTEGER NOT NULL DEFAULT 0  -- Unix nanoseconds
+//	);
+//	CREATE TABLE shards (
+//	    job_id TEXT NOT NULL,
+//	    shard  INTEGER NOT NULL,   -- parts shard*4096 .. shard*4096+4095
+//	    bits   BLOB NOT NULL,      -- 512 bytes; bit set = part completed
+//	    PRIMARY KEY (job_id, shard)
+//	) WITHOUT ROWID;
+//
+// Per-part state is a bitmap cut into shards of 4096 parts (512-byte blobs),
+// and a shard row exists only once one of its parts has been completed: a
+// missing shard means all its parts are pending. So CreateJob writes one jobs
+// row whatever the size of the job (a 1,000,000-part job is created as fast
+// as a 1-part one, and atomically, since it is a single INSERT), and a job
+// that completes every part holds at most ceil(total/4096) shard rows, about
+// 128 bytes of disk per 1000 parts. Complete is one IMMEDIATE transaction:
+// read the jobs row, read the shard blob, test the bit; if it was clear, set
+// it, write the blob back and decrement jobs.remaining; the call that takes
+// remaining to 0 is the finisher. A table with one row per pending part was
+// the alternative: its CreateJob writes a million rows (tens of MB of B-tree)
+// and holds the write lock for seconds while every worker waits.
+//
+// Pending walks the shards in order, a page of rows at a time, and streams
+// the clear bits (and every part of a missing shard); it never holds every id,
+// and it does not hold a read transaction while calling fn, so fn may call
+// the store. It is not one snapshot: a part completed while Pending runs may
+// or may not be reported. List pages through jobs by id, listPage rows per
+// statement.
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net/url"
+	"strconv"
+	"time"
+
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/wp-tools/wp/backends"
+)
+
+const (
+	schemaVersion = 1
+	partsPerShard = 4096
+	shardBytes    = partsPerShard / 8
+	// pendingPage is how many shard rows Pending reads per statement
+	// (32 KiB of bitmap).
+	pendingPage = 64
+	// listPage is how many jobs List reads per statement.
+	listPage = 500
+	// maxAttempts bounds how often a transaction that failed with
+	// SQLITE_BUSY is run again.
+	maxAttempts = 5
+	// maxOpenConns caps one process's SQLite connections.
+	maxOpenConns = 8
+)
+
+func init() {
+	backends.Register("sqlite", func(ctx context.Context, u *url.URL) (backends.Store, error) {
+		return open(ctx, u)
+	})
+}
+
+// store is a backends.Store on one SQLite database file.
+type store struct {
+	db   *sql.DB
+	path string
+	// wsem serialises this process's write transactions (capacity 1).
+	wsem chan struct{}
+}
+
+func open(ctx context.Context, u *url.URL) (*store, error) {
+	cfg, err := parseURL(u)
+	if err != nil {
+		return nil, err
+	}
+	if err := prepareFile(cfg.path); err != nil {
+		return nil, fmt.Errorf("%w (check that %s is writable by you)", err, cfg.path)
+	}
+	ms := cfg.busyTimeout.Milliseconds()
+	// busy_timeout runs first (the driver orders it so), then journal_mode
+	// and synchronous, on every new connection.
+	dsn := cfg.path + "?_pragma=busy_timeout(" + strconv.FormatInt(ms, 10) + ")" +
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite database %s: %w", cfg.path, err)
+	}
+	db.SetMaxOpenConns(maxOpenConns)
+	db.SetMaxIdleConns(maxOpenConns)
+	s := &store{db: db, path: cfg.path, wsem: make(chan struct{}, 1)}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := tightenSidecars(cfg.path); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// migrate creates the schema in a new database and refuses one written by a
+// newer wp or by something else.
+func (s *store) migrate(ctx context.Context) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var v int
+		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+			return err
+		}
+		switch {
+		case v == schemaVersion:
+			return nil
+		case v > schemaVersion:
+			return fmt.Errorf("database schema version %d is newer than this wp understands (%d): upgrade wp", v, schemaVersion)
+		case v != 0:
+			return fmt.Errorf("database has unknown schema version %d: not a wp progress database", v)
+		}
+		var foreign int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master
+			WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`).Scan(&foreign); err != nil {
+			return err
+		}
+		if foreign != 0 {
+			return errors.New("database already holds tables but no wp schema version: not a wp progress database, use another file")
+		}
+		for _, stmt := range []string{
+			`CREATE TABLE jobs (
+				id            TEXT PRIMARY KEY,
+				total         INTEGER NOT NULL,
+				remaining     INTEGER NOT NULL,
+				metadata      TEXT,
+				created_at    INTEGER NOT NULL,
+				failed        INTEGER NOT NULL DEFAULT 0,
+				error         TEXT NOT NULL DEFAULT '',
+				reduce_sent   INTEGER NOT NULL DEFAULT 0,
+				reduced       INTEGER NOT NULL DEFAULT 0,
+				claim_token   TEXT NOT NULL DEFAULT '',
+				claim_expires INTEGER NOT NULL DEFAULT 0
+			)`,
+			`CREATE TABLE shards (
+				job_id TEXT NOT NULL,
+				shard  INTEGER NOT NULL,
+				bits   BLOB NOT NULL,
+				PRIMARY KEY (job_id, shard)
+			) WITHOUT ROWID`,
+			"PRAGMA user_version = " + strconv.Itoa(schemaVersion),
+		} {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("prepare database schema in %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// isBusy reports whether err is SQLITE_BUSY (any extended code).
+func isBusy(err error) bool {
+	var e *msqlite.Error
+	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
+// retry runs fn until it succeeds, fails with something other than
+// SQLITE_BUSY, or has run maxAttempts times, backing off a little between
+// attempts.
+func retry(ctx context.Context, fn func() error) error {
+	var err error
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if attempt > 0 {
+			d := time.Duration(10<<attempt)*time.Millisecond + mrand.N(10*time.Millisecond)
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("%w (after %v)", ctx.Err(), err)
+			case <-t.C:
+			}
+		}
+		if err = fn(); err == nil || !isBusy(err) {
+			return err
+		}
+	}
+	return fmt.Errorf("database stayed locked by another process through %d attempts: %w", maxAttempts, err)
+}
+
+// write runs fn in one BEGIN IMMEDIATE transaction and commits it, retrying
+// the whole transaction on SQLITE_BUSY. fn may run more than once, so it must
+// set its results afresh on each run.
+func (s *store) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	select {
+	case s.wsem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.wsem }()
+	return retry(ctx, func() error {
+		tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return tx.Commit()
+	})
+}
+
+func (s *store) CreateJob(ctx context.Context, job backends.Job) error {
+	if err := backends.ValidateJobID(job.ID); err != nil {
+		return err
+	}
+	if job.Total < 1 {
+		return fmt.Errorf("create job %s: total %d: a job needs at least 1 part", job.ID, job.Total)
+	}
+	var meta any // NULL for no metadata
+	if len(job.Metadata) > 0 {
+		if !json.Valid(job.Metadata) {
+			return fmt.Errorf("create job %s: metadata is not valid JSON", job.ID)
+		}
+		meta = string(job.Metadata)
+	}
+	now := time.Now().UnixNano()
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, total, remaining, metadata, created_at)
+			VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+			job.ID, job.Total, job.Total, meta, now)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return backends.ErrExists
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create job %s: %w", job.ID, err)
+	}
+	return nil
+}
+
+func (s *store) Complete(ctx context.Context, jobID string, part int64) (backends.Completion, error) {
+	var c backends.Completion
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		c = backends.Completion{}
+		var total, remaining int64
+		var failed, reduceSent bool
+		err := tx.QueryRowContext(ctx, `SELECT total, remaining, failed, reduce_sent FROM jobs WHERE id = ?`, jobID).
+			Scan(&total, &remaining, &failed, &reduceSent)
+		if errors.Is(err, sql.ErrNoRows) {
+			return backends.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if part < 0 || part >= total {
+			return fmt.Errorf("%w: the job has parts 0 to %d", backends.ErrPartRange, total-1)
+		}
+		if failed {
+			return backends.ErrJobFailed
+		}
+		shard, bit := part/partsPerShard, part%partsPerShard
+		var bits []byte
+		err = tx.QueryRowContext(ctx, `SELECT bits FROM shards WHERE job_id = ? AND shard = ?`, jobID, shard).Scan(&bits)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			bits = make([]byte, shardBytes)
+		case err != nil:
+			return err
+		case len(bits) != shardBytes:
+			return fmt.Errorf("shard %d holds %d bytes, want %d: the database is damaged", shard, len(bits), shardBytes)
+		}
+		mask := byte(1) << (bit % 8)
+		if bits[bit/8]&mask != 0 {
+			c = backends.Completion{Duplicate: true, Done: remaining == 0, ReduceSent: reduceSent}
+			return nil
+		}
+		bits[bit/8] |= mask
+		if _, err := tx.ExecContext(ctx, `INSERT INTO shards (job_id, shard, bits) VALUES (?, ?, ?)
+			ON CONFLICT (job_id, shard) DO UPDATE SET bits = excluded.bits`, jobID, shard, bits); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET remaining = remaining - 1 WHERE id = ?`, jobID); err != nil {
+			return err
+		}
+		remaining--
+		c = backends.Completion{Finisher: remaining == 0, Done: remaining == 0, ReduceSent: reduceSent}
+		return nil
+	})
+	if err != nil {
+		return backends.Completion{}, fmt.Errorf("complete part %d of job %s: %w", part, jobID, err)
+	}
+	return c, nil
+}
+
+// exists reports whether the job exists, inside tx.
+func exists(ctx context.Context, tx *sql.Tx, jobID string) error {
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM jobs WHERE id = ?`, jobID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return backends.ErrNotFound
+	}
+	return err
+}
+
+// update runs one UPDATE of the job's row and returns ErrNotFound when the
+// job does not exist (an UPDATE that matched nothing because its condition
+// was already met is not an error).
+func (s *store) update(ctx context.Context, jobID, query string, args ...any) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return exists(ctx, tx, jobID)
+		}
+		return nil
+	})
+}
+
+func (s *store) Fail(ctx context.Context, jobID, reason string) error {
+	if err := s.update(ctx, jobID, `UPDATE jobs SET failed = 1, error = ? WHERE id = ? AND failed = 0`, reason, jobID); err != nil {
+		return fmt.Errorf("fail job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+const statusColumns = `id, total, remaining, metadata, created_at, failed, error, reduce_sent, reduced`
+
+type scanner interface{ Scan(...any) error }
+
+func scanStatus(r scanner) (backends.Status, error) {
+	var st backends.Status
+	var meta sql.NullString
+	var created int64
+	if err := r.Scan(&st.ID, &st.Total, &st.Remaining, &meta, &created, &st.Failed, &st.Error, &st.ReduceSent, &st.Reduced); err != nil {
+		return st, err
+	}
+	if meta.Valid {
+		st.Metadata = json.RawMessage(meta.String)
+	}
+	st.CreatedAt = time.Unix(0, created)
+	return st, nil
+}
+
+func (s *store) Status(ctx context.Context, jobID string) (backends.Status, error) {
+	var st backends.Status
+	err := retry(ctx, func() error {
+		var err error
+		st, err = scanStatus(s.db.QueryRowContext(ctx, `SELECT `+statusColumns+` FROM jobs WHERE id = ?`, jobID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return backends.ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return backends.Status{}, fmt.Errorf("status of job %s: %w", jobID, err)
+	}
+	return st, nil
+}
+
+type shardRow struct {
+	shard int64
+	bits  []byte
+}
+
+func (s *store) Pending(ctx context.Context, jobID string, fn func(part int64) error) error {
+	var total int64
+	err := retry(ctx, func() error {
+		err := s.db.QueryRowContext(ctx, `SELECT total FROM jobs WHERE id = ?`, jobID).Scan(&total)
+		if errors.Is(err, sql.ErrNoRows) {
+			return backends.ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("pending parts of job %s: %w", jobID, err)
+	}
+	nshards := (total + partsPerShard - 1) / partsPerShard
+	// emitRange calls fn for every part of shards [from, to), all pending.
+	emitRange := func(from, to int64) error {
+		end := min(to*partsPerShard, total)
+		for p := from * partsPerShard; p < end; p++ {
+			if p%partsPerShard == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			if err := fn(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	page := make([]shardRow, 0, pendingPage)
+	next := int64(0) // first shard not yet emitted
+	for {
+		page = page[:0]
+		err := retry(ctx, func() error {
+			page = page[:0]
+			rows, err := s.db.QueryContext(ctx, `SELECT shard, bits FROM shards
+				WHERE job_id = ? AND shard >= ? ORDER BY shard LIMIT ?`, jobID, next, pendingPage)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var r shardRow
+				if err := rows.Scan(&r.shard, &r.bits); err != nil {
+					return err
+				}
+				page = append(page, r)
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return fmt.Errorf("pending parts of job %s: %w", jobID, err)
+		}
+		// Rows are closed: fn may use the store.
+		for _, r := range page {
+			if r.shard >= nshards {
+				break
+			}
+			if err := emitRange(next, r.shard); err != nil {
+				return err
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			base := r.shard * partsPerShard
+			for i := int64(0); i < partsPerShard && base+i < total; i++ {
+				if i/8 < int64(len(r.bits)) && r.bits[i/8]&(1<<(i%8)) != 0 {
+					continue
+				}
+				if err := fn(base + i); err != nil {
+					return err
+				}
+			}
+			next = r.shard + 1
+		}
+		if len(page) < pendingPage {
+			return emitRange(next, nshards)
+		}
+	}
+}
+
+func (s *store) List(ctx context.Context, fn func(backends.Status) error) error {
+	after := ""
+	page := make([]backends.Status, 0, listPage)
+	for {
+		err := retry(ctx, func() error {
+			page = page[:0]
+			rows, err := s.db.QueryContext(ctx, `SELECT `+statusColumns+` FROM jobs
+				WHERE id > ? ORDER BY id LIMIT ?`, after, listPage)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				st, err := scanStatus(rows)
+				if err != nil {
+					return err
+				}
+				page = append(page, st)
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return fmt.Errorf("list jobs: %w", err)
+		}
+		for _, st := range page {
+			if err := fn(st); err != nil {
+				return err
+			}
+		}
+		if len(page) < listPage {
+			return nil
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
+func (s *store) ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (string, bool, error) {
+	var token string
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		token = ""
+		var remaining, expires int64
+		var failed, sent bool
+		var holder string
+		err := tx.QueryRowContext(ctx, `SELECT remaining, failed, reduce_sent, claim_token, claim_expires
+			FROM jobs WHERE id = ?`, jobID).Scan(&remaining, &failed, &sent, &holder, &expires)
+		if errors.Is(err, sql.ErrNoRows) {
+			return backends.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		if remaining != 0 || failed || sent || (holder != "" && now.UnixNano() < expires) {
+			return nil
+		}
+		tok := rand.Text()
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET claim_token = ?, claim_expires = ? WHERE id = ?`,
+			tok, now.Add(lease).UnixNano(), jobID); err != nil {
+			return err
+		}
+		token = tok
+		return nil
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("claim reduce of job %s: %w", jobID, err)
+	}
+	return token, token != "", nil
+}
+
+func (s *store) ReleaseReduce(ctx context.Context, jobID, token string) error {
+	if token == "" {
+		return nil // no claim has an empty token
+	}
+	if err := s.update(ctx, jobID, `UPDATE jobs SET claim_token = '', claim_expires = 0
+		WHERE id = ? AND claim_token = ?`, jobID, token); err != nil {
+		return fmt.Errorf("release reduce claim of job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+func (s *store) MarkReduceSent(ctx context.Context, jobID string) error {
+	if err := s.update(ctx, jobID, `UPDATE jobs SET reduce_sent = 1, claim_token = '', claim_expires = 0
+		WHERE id = ?`, jobID); err != nil {
+		return fmt.Errorf("mark reduce sent for job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+func (s *store) MarkReduced(ctx context.Context, jobID string) error {
+	if err := s.update(ctx, jobID, `UPDATE jobs SET reduced = 1 WHERE id = ?`, jobID); err != nil {
+		return fmt.Errorf("mark job %s reduced: %w", jobID, err)
+	}
+	return nil
+}
+
+func (s *store) Delete(ctx context.Context, jobID string) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE id = ?`, jobID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return backends.ErrNotFound
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM shards WHERE job_id = ?`, jobID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+func (s *store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close sqlite database %s: %w", s.path, err)
+	}
+	return nil
+}

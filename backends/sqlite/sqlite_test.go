@@ -1,0 +1,568 @@
+package sqlite
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wp-tools/wp/backends"
+	"github.com/wp-tools/wp/backends/backendtest"
+)
+
+// The test binary doubles as the helper process of the multi-process test
+// and benchmark: with WP_SQLITE_HELPER set it runs helperMain instead of the
+// tests.
+func TestMain(m *testing.M) {
+	if os.Getenv("WP_SQLITE_HELPER") != "" {
+		os.Exit(helperMain())
+	}
+	os.Exit(m.Run())
+}
+
+func dbURL(path string) string {
+	return (&url.URL{Scheme: "sqlite", Path: filepath.ToSlash(path)}).String()
+}
+
+func openTemp(t testing.TB) (backends.Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "progress.db")
+	st, err := backends.Open(context.Background(), dbURL(path))
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return st, path
+}
+
+func TestConformance(t *testing.T) {
+	backendtest.Run(t, func(t *testing.T) backends.Store {
+		st, _ := openTemp(t)
+		return st
+	})
+}
+
+func TestParseURL(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		url     string
+		path    string        // want, when no error
+		busy    time.Duration // want, when no error
+		wantErr string        // substring of the error
+	}{
+		{url: "sqlite:///var/lib/wp/progress.db", path: "/var/lib/wp/progress.db", busy: DefaultBusyTimeout},
+		{url: "sqlite://progress.db", path: filepath.Join(wd, "progress.db"), busy: DefaultBusyTimeout},
+		{url: "sqlite://state/wp/progress.db", path: filepath.Join(wd, "state/wp/progress.db"), busy: DefaultBusyTimeout},
+		{url: "sqlite:///tmp/a%20b.db", path: "/tmp/a b.db", busy: DefaultBusyTimeout},
+		{url: "sqlite:///tmp/x/../p.db", path: "/tmp/p.db", busy: DefaultBusyTimeout},
+		{url: "sqlite:///tmp/p.db?busy_timeout=30s", path: "/tmp/p.db", busy: 30 * time.Second},
+		{url: "sqlite:///tmp/p.db?busy_timeout=1500ms", path: "/tmp/p.db", busy: 1500 * time.Millisecond},
+		{url: "sqlite://", wantErr: "names no database file"},
+		{url: "sqlite:///", wantErr: "names no database file"},
+		{url: "sqlite:///tmp/dir/", wantErr: "names no database file"},
+		{url: "sqlite:progress.db", wantErr: "two slashes"},
+		{url: "sqlite:///tmp/p.db?mode=ro", wantErr: `unknown sqlite URL parameter "mode"`},
+		{url: "sqlite:///tmp/p.db?busy_timeout=10s&cache=shared", wantErr: `unknown sqlite URL parameter "cache"`},
+		{url: "sqlite:///tmp/p.db?busy_timeout=10", wantErr: "busy_timeout"},
+		{url: "sqlite:///tmp/p.db?busy_timeout=-1s", wantErr: "busy_timeout"},
+		{url: "sqlite:///tmp/p.db?busy_timeout=1s&busy_timeout=2s", wantErr: "more than once"},
+		{url: "sqlite://user:secret@host/p.db", wantErr: "no user or password"},
+		{url: "sqlite://host:99/p.db", wantErr: "no port"},
+		{url: "sqlite:///tmp/p.db#frag", wantErr: "fragment"},
+		{url: "sqlite:///tmp/what%3F.db", wantErr: "'?'"},
+		{url: "redis:///tmp/p.db", wantErr: "not sqlite"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.url, func(t *testing.T) {
+			u, err := url.Parse(tc.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := parseURL(u)
+			if tc.wantErr != "" {
+				if err == nil {
+					t.Fatalf("parseURL(%s) = %+v, want an error containing %q", tc.url, cfg, tc.wantErr)
+				}
+				if !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("parseURL(%s) error = %q, want it to contain %q", tc.url, err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), "secret") {
+					t.Errorf("error %q shows the password", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseURL(%s): %v", tc.url, err)
+			}
+			if got, want := cfg.path, tc.path; got != want {
+				t.Errorf("path = %q, want %q", got, want)
+			}
+			if got, want := cfg.busyTimeout, tc.busy; got != want {
+				t.Errorf("busy timeout = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// An unknown parameter is refused before any file is created.
+func TestOpen_UnknownParameter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.db")
+	_, err := backends.Open(context.Background(), dbURL(path)+"?journal=off")
+	if err == nil || !strings.Contains(err.Error(), `"journal"`) {
+		t.Fatalf("Open with ?journal=off: err = %v, want one naming the parameter", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("refused Open left %s behind (stat err %v)", path, err)
+	}
+}
+
+func TestDefaultPath(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", "/srv/state")
+	if got, err := DefaultPath(); err != nil || got != "/srv/state/wp/progress.db" {
+		t.Errorf("DefaultPath with XDG_STATE_HOME = %q, %v; want /srv/state/wp/progress.db", got, err)
+	}
+	if got, err := DefaultURL(); err != nil || got != "sqlite:///srv/state/wp/progress.db" {
+		t.Errorf("DefaultURL = %q, %v; want sqlite:///srv/state/wp/progress.db", got, err)
+	}
+	for _, xdg := range []string{"", "relative/state"} {
+		t.Setenv("XDG_STATE_HOME", xdg)
+		t.Setenv("HOME", "/home/someone")
+		if got, err := DefaultPath(); err != nil || got != "/home/someone/.local/state/wp/progress.db" {
+			t.Errorf("DefaultPath with XDG_STATE_HOME=%q = %q, %v; want ~/.local/state/wp/progress.db", xdg, got, err)
+		}
+	}
+	u, err := DefaultURL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseURL(pu)
+	if err != nil || cfg.path != "/home/someone/.local/state/wp/progress.db" {
+		t.Errorf("DefaultURL %s parses to %q, %v", u, cfg.path, err)
+	}
+}
+
+func TestPermissions(t *testing.T) {
+	for _, mask := range []int{0o000, 0o022, 0o277} {
+		t.Run(fmt.Sprintf("umask_%03o", mask), func(t *testing.T) {
+			old := syscall.Umask(mask)
+			defer syscall.Umask(old)
+			root := t.TempDir()
+			path := filepath.Join(root, "a", "b", "progress.db")
+			st, err := backends.Open(context.Background(), dbURL(path))
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			defer st.Close()
+			// A write makes sure the -wal and -shm files exist.
+			if err := st.CreateJob(context.Background(), backends.Job{ID: "perm", Total: 3}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.Complete(context.Background(), "perm", 1); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				path string
+				want os.FileMode
+			}{
+				{filepath.Join(root, "a"), 0o700},
+				{filepath.Join(root, "a", "b"), 0o700},
+				{path, 0o600},
+				{path + "-wal", 0o600},
+				{path + "-shm", 0o600},
+			} {
+				fi, err := os.Stat(c.path)
+				if err != nil {
+					t.Errorf("stat %s: %v", c.path, err)
+					continue
+				}
+				if got := fi.Mode().Perm(); got != c.want {
+					t.Errorf("%s has mode %03o, want %03o", strings.TrimPrefix(c.path, root), got, c.want)
+				}
+			}
+		})
+	}
+}
+
+// An existing database keeps its mode, and its sidecars are not made wider.
+func TestPermissions_ExistingFileKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shared.db")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	st, err := backends.Open(context.Background(), dbURL(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.CreateJob(context.Background(), backends.Job{ID: "j", Total: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fi.Mode().Perm(), os.FileMode(0o640); got != want {
+			t.Errorf("%s mode = %03o, want %03o", filepath.Base(p), got, want)
+		}
+	}
+}
+
+func TestReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "p.db")
+	st, err := backends.Open(ctx, dbURL(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateJob(ctx, backends.Job{ID: "kept", Total: 5000, Metadata: []byte(`{"a": 1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []int64{4, 4097} {
+		if _, err := st.Complete(ctx, "kept", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = backends.Open(ctx, dbURL(path))
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer st.Close()
+	s, err := st.Status(ctx, "kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.Remaining, int64(4998); got != want {
+		t.Errorf("Remaining after reopen = %d, want %d", got, want)
+	}
+	if got, want := string(s.Metadata), `{"a": 1}`; got != want {
+		t.Errorf("Metadata after reopen = %s, want %s verbatim", got, want)
+	}
+	c, err := st.Complete(ctx, "kept", 4097)
+	if err != nil || !c.Duplicate {
+		t.Errorf("Complete(4097) after reopen = %+v, %v; want Duplicate", c, err)
+	}
+}
+
+func TestOpen_RefusesOtherSchemas(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+
+	newer := filepath.Join(dir, "newer.db")
+	st, err := backends.Open(ctx, dbURL(newer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	rawExec(t, newer, "PRAGMA user_version = 99")
+	if _, err := backends.Open(ctx, dbURL(newer)); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("Open of a schema version 99 database: err = %v, want one saying it is newer", err)
+	}
+
+	foreign := filepath.Join(dir, "foreign.db")
+	rawExec(t, foreign, "CREATE TABLE customers (name TEXT)")
+	if _, err := backends.Open(ctx, dbURL(foreign)); err == nil || !strings.Contains(err.Error(), "not a wp progress database") {
+		t.Errorf("Open of a foreign database: err = %v, want one saying it is not wp's", err)
+	}
+}
+
+func rawExec(t *testing.T, path, stmt string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(stmt); err != nil {
+		t.Fatalf("%s: %v", stmt, err)
+	}
+}
+
+// helper is one running helper process.
+type helper struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	out    *bufio.Scanner
+	stderr *bytes.Buffer
+}
+
+// helperResult is what a helper reports on its last line.
+type helperResult struct {
+	finishers, firsts, duplicates int64
+	elapsed                       time.Duration
+}
+
+// startHelpers starts n helper processes that complete parts of jobID in the
+// database at path. With share false each completes every part (in its own
+// order); with share true helper i completes the parts p with p%n == i. The
+// helpers open the store, say "ready" and wait for their stdin to close, so
+// all of them start completing at once.
+func startHelpers(tb testing.TB, path, jobID string, total int64, n int, share bool) []*helper {
+	tb.Helper()
+	hs := make([]*helper, n)
+	for i := range hs {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(),
+			"WP_SQLITE_HELPER=complete",
+			"WP_SQLITE_URL="+dbURL(path),
+			"WP_SQLITE_JOB="+jobID,
+			"WP_SQLITE_TOTAL="+strconv.FormatInt(total, 10),
+			"WP_SQLITE_WORKER="+strconv.Itoa(i),
+			"WP_SQLITE_WORKERS="+strconv.Itoa(n),
+			"WP_SQLITE_SHARE="+strconv.FormatBool(share),
+		)
+		h := &helper{cmd: cmd, stderr: new(bytes.Buffer)}
+		cmd.Stderr = h.stderr
+		var err error
+		if h.stdin, err = cmd.StdinPipe(); err != nil {
+			tb.Fatal(err)
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		h.out = bufio.NewScanner(stdout)
+		if err := cmd.Start(); err != nil {
+			tb.Fatalf("start helper %d: %v", i, err)
+		}
+		tb.Cleanup(func() {
+			if cmd.ProcessState == nil {
+				cmd.Process.Kill()
+				cmd.Wait()
+			}
+		})
+		hs[i] = h
+	}
+	for i, h := range hs {
+		if !h.out.Scan() || h.out.Text() != "ready" {
+			h.stdin.Close()
+			h.cmd.Wait()
+			tb.Fatalf("helper %d did not get ready: %q %v; stderr:\n%s", i, h.out.Text(), h.out.Err(), h.stderr)
+		}
+	}
+	return hs
+}
+
+// release lets the helpers go and collects their results.
+func release(tb testing.TB, hs []*helper) []helperResult {
+	tb.Helper()
+	for _, h := range hs {
+		h.stdin.Close()
+	}
+	res := make([]helperResult, len(hs))
+	var failed bool
+	for i, h := range hs {
+		var line string
+		for h.out.Scan() {
+			line = h.out.Text()
+		}
+		err := h.cmd.Wait()
+		if err != nil {
+			tb.Errorf("helper %d: %v; stderr:\n%s", i, err, h.stderr)
+			failed = true
+			continue
+		}
+		var r helperResult
+		var ns int64
+		if _, err := fmt.Sscanf(line, "finishers=%d firsts=%d duplicates=%d elapsed_ns=%d",
+			&r.finishers, &r.firsts, &r.duplicates, &ns); err != nil {
+			tb.Errorf("helper %d printed %q: %v; stderr:\n%s", i, line, err, h.stderr)
+			failed = true
+			continue
+		}
+		r.elapsed = time.Duration(ns)
+		res[i] = r
+	}
+	if failed {
+		tb.FailNow()
+	}
+	return res
+}
+
+// helperMain runs in a helper process. Any error, SQLITE_BUSY included, makes
+// it exit 1.
+func helperMain() int {
+	env := func(k string) string { return os.Getenv("WP_SQLITE_" + k) }
+	total, err1 := strconv.ParseInt(env("TOTAL"), 10, 64)
+	worker, err2 := strconv.Atoi(env("WORKER"))
+	workers, err3 := strconv.Atoi(env("WORKERS"))
+	share, err4 := strconv.ParseBool(env("SHARE"))
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		fmt.Fprintln(os.Stderr, "helper: bad environment:", err)
+		return 2
+	}
+	ctx := context.Background()
+	st, err := backends.Open(ctx, env("URL"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 1
+	}
+	defer st.Close()
+	var parts []int64
+	switch {
+	case share:
+		for p := int64(worker); p < total; p += int64(workers) {
+			parts = append(parts, p)
+		}
+	case worker == 0: // ascending
+		for p := int64(0); p < total; p++ {
+			parts = append(parts, p)
+		}
+	case worker == 1: // descending
+		for p := total - 1; p >= 0; p-- {
+			parts = append(parts, p)
+		}
+	default: // shuffled, differently per worker
+		r := rand.New(rand.NewPCG(uint64(worker), 42))
+		for _, p := range r.Perm(int(total)) {
+			parts = append(parts, int64(p))
+		}
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin) // wait for the parent's go
+	start := time.Now()
+	var finishers, firsts, dups int64
+	for _, p := range parts {
+		c, err := st.Complete(ctx, env("JOB"), p)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "helper %d: %v\n", worker, err)
+			return 1
+		}
+		if c.Finisher {
+			finishers++
+		}
+		if c.Duplicate {
+			dups++
+		} else {
+			firsts++
+		}
+	}
+	elapsed := time.Since(start)
+	fmt.Printf("finishers=%d firsts=%d duplicates=%d elapsed_ns=%d\n", finishers, firsts, dups, elapsed.Nanoseconds())
+	return 0
+}
+
+// TestMultiProcess_ExactlyOnce: six real processes each complete every part
+// of one job, in different orders, at the same time. Exactly one completion
+// over all of them is the finisher, and each part is recorded exactly once.
+func TestMultiProcess_ExactlyOnce(t *testing.T) {
+	const total, procs = 600, 6
+	ctx := context.Background()
+	st, path := openTemp(t)
+	if err := st.CreateJob(ctx, backends.Job{ID: "mp", Total: total}); err != nil {
+		t.Fatal(err)
+	}
+	res := release(t, startHelpers(t, path, "mp", total, procs, false))
+	var finishers, firsts, dups int64
+	for i, r := range res {
+		t.Logf("helper %d: finisher %d times, first for %d parts, duplicate %d times, %v",
+			i, r.finishers, r.firsts, r.duplicates, r.elapsed.Round(time.Millisecond))
+		finishers += r.finishers
+		firsts += r.firsts
+		dups += r.duplicates
+	}
+	if got, want := finishers, int64(1); got != want {
+		t.Errorf("finishers over %d processes = %d, want exactly %d", procs, got, want)
+	}
+	if got, want := firsts, int64(total); got != want {
+		t.Errorf("first completions over all processes = %d, want %d (each part recorded once)", got, want)
+	}
+	if got, want := dups, int64(total*(procs-1)); got != want {
+		t.Errorf("duplicates = %d, want %d", got, want)
+	}
+	s, err := st.Status(ctx, "mp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Remaining != 0 || s.State() != backends.StateComplete {
+		t.Errorf("status after all processes = %+v, want complete", s)
+	}
+	var left int
+	if err := st.Pending(ctx, "mp", func(int64) error { left++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("Pending lists %d parts after every part was completed", left)
+	}
+}
+
+func BenchmarkComplete(b *testing.B) {
+	ctx := context.Background()
+	st, _ := openTemp(b)
+	if err := st.CreateJob(ctx, backends.Job{ID: "bench", Total: int64(b.N)}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := st.Complete(ctx, "bench", int64(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkComplete_4Processes: four processes complete disjoint quarters of
+// one b.N-part job on one database. completions/s is b.N over the slowest
+// helper's time.
+func BenchmarkComplete_4Processes(b *testing.B) {
+	const procs = 4
+	ctx := context.Background()
+	st, path := openTemp(b)
+	if err := st.CreateJob(ctx, backends.Job{ID: "bench", Total: int64(b.N)}); err != nil {
+		b.Fatal(err)
+	}
+	hs := startHelpers(b, path, "bench", int64(b.N), procs, true)
+	b.ResetTimer()
+	res := release(b, hs)
+	b.StopTimer()
+	var slowest time.Duration
+	var firsts int64
+	for _, r := range res {
+		slowest = max(slowest, r.elapsed)
+		firsts += r.firsts
+	}
+	if firsts != int64(b.N) {
+		b.Fatalf("helpers recorded %d parts, want %d", firsts, b.N)
+	}
+	b.ReportMetric(float64(b.N)/slowest.Seconds(), "completions/s")
+}
+
+func BenchmarkCreateJob_1M(b *testing.B) {
+	ctx := context.Background()
+	st, _ := openTemp(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := st.CreateJob(ctx, backends.Job{ID: fmt.Sprintf("big-%d", i), Total: 1_000_000}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
