@@ -128,6 +128,9 @@ type store struct {
 	path string
 	// wsem serialises this process's write transactions (capacity 1).
 	wsem chan struct{}
+	// Complete's statements, prepared once (database/sql keeps one
+	// prepared copy per connection).
+	selJob, selShard, putShard, decRemaining *sql.Stmt
 }
 
 func open(ctx context.Context, u *url.URL) (*store, error) {
@@ -157,6 +160,10 @@ func open(ctx context.Context, u *url.URL) (*store, error) {
 	if err := tightenSidecars(cfg.path); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if err := s.prepare(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("prepare statements on %s: %w", cfg.path, err)
 	}
 	return s, nil
 }
@@ -215,6 +222,28 @@ func (s *store) migrate(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("prepare database schema in %s: %w", s.path, err)
+	}
+	return nil
+}
+
+func (s *store) prepare(ctx context.Context) error {
+	for _, p := range []struct {
+		stmt  **sql.Stmt
+		query string
+	}{
+		{&s.selJob, `SELECT total, remaining, failed, reduce_sent FROM jobs WHERE id = ?`},
+		{&s.selShard, `SELECT bits FROM shards WHERE job_id = ? AND shard = ?`},
+		{&s.putShard, `INSERT INTO shards (job_id, shard, bits) VALUES (?, ?, ?)
+			ON CONFLICT (job_id, shard) DO UPDATE SET bits = excluded.bits`},
+		{&s.decRemaining, `UPDATE jobs SET remaining = remaining - 1 WHERE id = ?`},
+	} {
+		var err error
+		if err = retry(ctx, func() error {
+			*p.stmt, err = s.db.PrepareContext(ctx, p.query)
+			return err
+		}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -312,8 +341,7 @@ func (s *store) Complete(ctx context.Context, jobID string, part int64) (backend
 		c = backends.Completion{}
 		var total, remaining int64
 		var failed, reduceSent bool
-		err := tx.QueryRowContext(ctx, `SELECT total, remaining, failed, reduce_sent FROM jobs WHERE id = ?`, jobID).
-			Scan(&total, &remaining, &failed, &reduceSent)
+		err := tx.StmtContext(ctx, s.selJob).QueryRowContext(ctx, jobID).Scan(&total, &remaining, &failed, &reduceSent)
 		if errors.Is(err, sql.ErrNoRows) {
 			return backends.ErrNotFound
 		}
@@ -328,7 +356,7 @@ func (s *store) Complete(ctx context.Context, jobID string, part int64) (backend
 		}
 		shard, bit := part/partsPerShard, part%partsPerShard
 		var bits []byte
-		err = tx.QueryRowContext(ctx, `SELECT bits FROM shards WHERE job_id = ? AND shard = ?`, jobID, shard).Scan(&bits)
+		err = tx.StmtContext(ctx, s.selShard).QueryRowContext(ctx, jobID, shard).Scan(&bits)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			bits = make([]byte, shardBytes)
@@ -343,11 +371,10 @@ func (s *store) Complete(ctx context.Context, jobID string, part int64) (backend
 			return nil
 		}
 		bits[bit/8] |= mask
-		if _, err := tx.ExecContext(ctx, `INSERT INTO shards (job_id, shard, bits) VALUES (?, ?, ?)
-			ON CONFLICT (job_id, shard) DO UPDATE SET bits = excluded.bits`, jobID, shard, bits); err != nil {
+		if _, err := tx.StmtContext(ctx, s.putShard).ExecContext(ctx, jobID, shard, bits); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET remaining = remaining - 1 WHERE id = ?`, jobID); err != nil {
+		if _, err := tx.StmtContext(ctx, s.decRemaining).ExecContext(ctx, jobID); err != nil {
 			return err
 		}
 		remaining--
@@ -630,6 +657,9 @@ func (s *store) Delete(ctx context.Context, jobID string) error {
 }
 
 func (s *store) Close() error {
+	for _, st := range []*sql.Stmt{s.selJob, s.selShard, s.putShard, s.decRemaining} {
+		st.Close()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close sqlite database %s: %w", s.path, err)
 	}

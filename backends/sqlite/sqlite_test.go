@@ -329,11 +329,16 @@ type helperResult struct {
 // all of them start completing at once.
 func startHelpers(tb testing.TB, path, jobID string, total int64, n int, share bool) []*helper {
 	tb.Helper()
+	return startHelperMode(tb, "complete", path, jobID, total, n, share)
+}
+
+func startHelperMode(tb testing.TB, mode, path, jobID string, total int64, n int, share bool) []*helper {
+	tb.Helper()
 	hs := make([]*helper, n)
 	for i := range hs {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(),
-			"WP_SQLITE_HELPER=complete",
+			"WP_SQLITE_HELPER="+mode,
 			"WP_SQLITE_URL="+dbURL(path),
 			"WP_SQLITE_JOB="+jobID,
 			"WP_SQLITE_TOTAL="+strconv.FormatInt(total, 10),
@@ -373,25 +378,38 @@ func startHelpers(tb testing.TB, path, jobID string, total int64, n int, share b
 	return hs
 }
 
-// release lets the helpers go and collects their results.
-func release(tb testing.TB, hs []*helper) []helperResult {
+// releaseLines lets the helpers go and returns the last line each printed.
+// A helper that exits non-zero fails the test.
+func releaseLines(tb testing.TB, hs []*helper) []string {
 	tb.Helper()
 	for _, h := range hs {
 		h.stdin.Close()
 	}
-	res := make([]helperResult, len(hs))
+	lines := make([]string, len(hs))
 	var failed bool
 	for i, h := range hs {
-		var line string
 		for h.out.Scan() {
-			line = h.out.Text()
+			lines[i] = h.out.Text()
 		}
-		err := h.cmd.Wait()
-		if err != nil {
+		if err := h.cmd.Wait(); err != nil {
 			tb.Errorf("helper %d: %v; stderr:\n%s", i, err, h.stderr)
 			failed = true
-			continue
 		}
+	}
+	if failed {
+		tb.FailNow()
+	}
+	return lines
+}
+
+// release lets the complete helpers go and collects their results.
+func release(tb testing.TB, hs []*helper) []helperResult {
+	tb.Helper()
+	lines := releaseLines(tb, hs)
+	res := make([]helperResult, len(hs))
+	var failed bool
+	for i, line := range lines {
+		h := hs[i]
 		var r helperResult
 		var ns int64
 		if _, err := fmt.Sscanf(line, "finishers=%d firsts=%d duplicates=%d elapsed_ns=%d",
@@ -422,6 +440,9 @@ func helperMain() int {
 		return 2
 	}
 	ctx := context.Background()
+	if env("HELPER") == "create" {
+		return helperCreate(ctx, env("URL"), env("JOB"), total)
+	}
 	st, err := backends.Open(ctx, env("URL"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
@@ -470,6 +491,61 @@ func helperMain() int {
 	elapsed := time.Since(start)
 	fmt.Printf("finishers=%d firsts=%d duplicates=%d elapsed_ns=%d\n", finishers, firsts, dups, elapsed.Nanoseconds())
 	return 0
+}
+
+// helperCreate waits for the go, then opens the (new) database and tries to
+// create the job; it prints created=1 or created=0 (ErrExists).
+func helperCreate(ctx context.Context, dbURL, jobID string, total int64) int {
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	st, err := backends.Open(ctx, dbURL)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 1
+	}
+	defer st.Close()
+	err = st.CreateJob(ctx, backends.Job{ID: jobID, Total: total})
+	switch {
+	case err == nil:
+		fmt.Println("created=1")
+	case errors.Is(err, backends.ErrExists):
+		fmt.Println("created=0")
+	default:
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 1
+	}
+	return 0
+}
+
+// TestMultiProcess_CreateFresh: six processes open one database that does
+// not exist yet at the same moment (racing to create the file, switch it to
+// WAL and create the schema) and all create the same job: all open without
+// error and exactly one creates the job.
+func TestMultiProcess_CreateFresh(t *testing.T) {
+	const procs = 6
+	path := filepath.Join(t.TempDir(), "sub", "fresh.db")
+	lines := releaseLines(t, startHelperMode(t, "create", path, "race", 7, procs, false))
+	created := 0
+	for i, l := range lines {
+		switch l {
+		case "created=1":
+			created++
+		case "created=0":
+		default:
+			t.Errorf("helper %d printed %q", i, l)
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d of %d processes created the job, want exactly 1", created, procs)
+	}
+	st, err := backends.Open(context.Background(), dbURL(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if s, err := st.Status(context.Background(), "race"); err != nil || s.Total != 7 || s.Remaining != 7 {
+		t.Errorf("Status = %+v, %v; want a 7-part job with 7 pending", s, err)
+	}
 }
 
 // TestMultiProcess_ExactlyOnce: six real processes each complete every part
@@ -564,5 +640,49 @@ func BenchmarkCreateJob_1M(b *testing.B) {
 		if err := st.CreateJob(ctx, backends.Job{ID: fmt.Sprintf("big-%d", i), Total: 1_000_000}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// While another connection holds the write lock past busy_timeout, Complete
+// gives up after a bounded number of attempts with an error that says so,
+// records nothing, and works again once the lock is gone.
+func TestBusy_BoundedRetry(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "busy.db")
+	st, err := backends.Open(ctx, dbURL(path)+"?busy_timeout=5ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.CreateJob(ctx, backends.Job{ID: "b", Total: 2}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.Complete(ctx, "b", 0)
+	if err == nil || !isBusy(err) || !strings.Contains(err.Error(), "locked") {
+		t.Fatalf("Complete while another connection holds the write lock: err = %v, want a busy error", err)
+	}
+	// Reads still work under WAL while the writer holds its lock.
+	if s, err := st.Status(ctx, "b"); err != nil || s.Remaining != 2 {
+		t.Errorf("Status during the lock = %+v, %v; want 2 remaining", s, err)
+	}
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := st.Complete(ctx, "b", 0)
+	if err != nil || c.Duplicate {
+		t.Fatalf("Complete after the lock was released = %+v, %v; want a first completion", c, err)
 	}
 }
