@@ -686,3 +686,59 @@ func TestBusy_BoundedRetry(t *testing.T) {
 		t.Fatalf("Complete after the lock was released = %+v, %v; want a first completion", c, err)
 	}
 }
+
+// Pending across more shard rows than one page holds, with completed parts
+// at shard edges and in the short last shard.
+func TestPending_ManyShards(t *testing.T) {
+	ctx := context.Background()
+	st, _ := openTemp(t)
+	const shards = 2*pendingPage + 5
+	const total = shards*partsPerShard + 17 // a short last shard
+	if err := st.CreateJob(ctx, backends.Job{ID: "wide", Total: total}); err != nil {
+		t.Fatal(err)
+	}
+	done := map[int64]bool{}
+	for sh := int64(0); sh <= shards; sh++ {
+		// first, last and a middle part of every shard that has them
+		for _, p := range []int64{sh * partsPerShard, sh*partsPerShard + 7*sh%partsPerShard, sh*partsPerShard + partsPerShard - 1} {
+			if p >= total || done[p] {
+				continue
+			}
+			if _, err := st.Complete(ctx, "wide", p); err != nil {
+				t.Fatal(err)
+			}
+			done[p] = true
+		}
+	}
+	prev, n := int64(-1), int64(0)
+	err := st.Pending(ctx, "wide", func(p int64) error {
+		if p <= prev || p >= total {
+			return fmt.Errorf("Pending gave %d after %d (total %d)", p, prev, total)
+		}
+		// every id between prev and p must have been completed
+		for q := prev + 1; q < p; q++ {
+			if !done[q] {
+				return fmt.Errorf("Pending skipped pending part %d", q)
+			}
+		}
+		if done[p] {
+			return fmt.Errorf("Pending gave completed part %d", p)
+		}
+		prev = p
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := n, total-int64(len(done)); got != want {
+		t.Errorf("Pending gave %d parts, want %d", got, want)
+	}
+	s, err := st.Status(ctx, "wide")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.Remaining, total-int64(len(done)); got != want {
+		t.Errorf("Remaining = %d, want %d", got, want)
+	}
+}
