@@ -1,0 +1,265 @@
+package dynamodb
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/wp-tools/wp/backends"
+)
+
+// completeProjection is what Complete reads of the job item: everything but
+// a legacy job's parts set (up to 400 KB) and the metadata (only Python's
+// reduce flag inside it).
+const completeProjection = "#id, #wp, #total, #shardSize, #groupSize, #shards, #extent, #groups, #error, " +
+	"#reduceSent, #reduced, #creating, #lease, #metadata.#rms, #wpFirstPart"
+
+var completeNames = func() map[string]string {
+	m := names(attrID, attrWP, attrTotal, attrShardSize, attrGroupSize, attrShards, attrExtent, attrGroups,
+		attrError, attrReduceSent, attrReduced, attrCreating, attrLease, attrMetadata, attrFirstPart)
+	m["#rms"] = pyReduceSentKey
+	return m
+}()
+
+// Complete records part as done: see the package comment for the writes and
+// their cost.
+func (st *Store) Complete(ctx context.Context, jobID string, part int64) (backends.Completion, error) {
+	var c backends.Completion
+	if jobID == "" {
+		return c, fmt.Errorf("complete: job id is empty: %w", backends.ErrNotFound)
+	}
+	it, err := st.getItem(ctx, jobID, completeProjection, completeNames)
+	if err != nil {
+		return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, err)
+	}
+	j, ok := parseJob(it)
+	if !ok || !j.visible() {
+		return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, backends.ErrNotFound)
+	}
+	if j.failed {
+		return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, backends.ErrJobFailed)
+	}
+	c.ReduceSent = j.reduceSent
+	if j.legacy {
+		return st.completeLegacy(ctx, j, part)
+	}
+	if part < 0 || part >= j.total {
+		return c, fmt.Errorf("complete part %d of %s (parts 0 to %d): %w", part, jobID, j.total-1, backends.ErrPartRange)
+	}
+	if !j.groupsLeft {
+		// Every part is done already.
+		c.Duplicate, c.Done = true, true
+		return c, nil
+	}
+	s, off := part/j.shardSize, part%j.shardSize
+	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+		TableName:                 aws.String(st.table),
+		Key:                       key(shardKey(jobID, s)),
+		UpdateExpression:          aws.String("DELETE #parts :p SET #t = :now"),
+		ConditionExpression:       aws.String("contains(#parts, :pv)"),
+		ExpressionAttributeNames:  names(attrParts, attrT),
+		ExpressionAttributeValues: item{":p": numSet(off), ":pv": num(off), ":now": num(st.nowMS())},
+		ReturnValues:              types.ReturnValueUpdatedNew,
+	})
+	if err == nil {
+		if _, left := out.Attributes[attrParts]; left {
+			return c, nil
+		}
+		// This completion emptied the shard: tell its group, and maybe
+		// the job.
+		c.Finisher, c.Done, err = st.propagate(ctx, j, s)
+		if err != nil {
+			return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, err)
+		}
+		return c, nil
+	}
+	if !isCondFailed(err) {
+		return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, st.wrap("update shard", err))
+	}
+	// The part was not pending: a duplicate (or the job went away).
+	c.Duplicate = true
+	sh, err := st.getItem(ctx, shardKey(jobID, s), "", nil)
+	if err != nil {
+		return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, err)
+	}
+	if sh == nil {
+		if _, err := st.getJob(ctx, jobID); err != nil {
+			return c, fmt.Errorf("complete part %d: %w", part, err)
+		}
+		return c, fmt.Errorf("complete part %d of %s: shard item %s is missing (the job is damaged: delete it and create it again)", part, jobID, shardKey(jobID, s))
+	}
+	if _, left := sh[attrParts]; left {
+		return c, nil
+	}
+	// The shard is empty. Its emptier normally tells the group within
+	// milliseconds; if that was long ago and the job is not done, it died
+	// first: finish its work.
+	if t, _ := getNum(sh, attrT); st.nowMS()-t < st.repairAfter.Milliseconds() {
+		return c, nil
+	}
+	c.Done, err = st.repair(ctx, j, s)
+	if err != nil {
+		return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, err)
+	}
+	return c, nil
+}
+
+// propagate removes the emptied shard s from its group and, if that emptied
+// the group, the group from the job. finisher is true for the caller whose
+// write removed the job's last group.
+func (st *Store) propagate(ctx context.Context, j *jobItem, s int64) (finisher, done bool, err error) {
+	g, off := s/j.groupSize, s%j.groupSize
+	emptied, err := st.removeFromGroup(ctx, j.id, g, off)
+	if err != nil || !emptied {
+		return false, false, err
+	}
+	return st.removeGroup(ctx, j.id, g)
+}
+
+// removeFromGroup deletes shard offset off from group g. emptied is true when
+// this call removed the group's last shard. A condition failure (someone
+// repaired it already) is not an error.
+func (st *Store) removeFromGroup(ctx context.Context, id string, g, off int64) (emptied bool, err error) {
+	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+		TableName:                 aws.String(st.table),
+		Key:                       key(groupKey(id, g)),
+		UpdateExpression:          aws.String("DELETE #left :s SET #t = :now"),
+		ConditionExpression:       aws.String("contains(#left, :sv)"),
+		ExpressionAttributeNames:  names(attrLeft, attrT),
+		ExpressionAttributeValues: item{":s": numSet(off), ":sv": num(off), ":now": num(st.nowMS())},
+		ReturnValues:              types.ReturnValueUpdatedNew,
+	})
+	if isCondFailed(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, st.wrap("update group", err)
+	}
+	_, left := out.Attributes[attrLeft]
+	return !left, nil
+}
+
+// removeGroup deletes group g from the job item. finisher is true when this
+// call removed the last group; done tells whether no group is left.
+func (st *Store) removeGroup(ctx context.Context, id string, g int64) (finisher, done bool, err error) {
+	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+		TableName:                 aws.String(st.table),
+		Key:                       key(id),
+		UpdateExpression:          aws.String("DELETE #groups :g"),
+		ConditionExpression:       aws.String("contains(#groups, :gv)"),
+		ExpressionAttributeNames:  names(attrGroups),
+		ExpressionAttributeValues: item{":g": numSet(g), ":gv": num(g)},
+		ReturnValues:              types.ReturnValueUpdatedNew,
+	})
+	if isCondFailed(err) {
+		done, err := st.jobDone(ctx, id)
+		return false, done, err
+	}
+	if err != nil {
+		return false, false, st.wrap("update job", err)
+	}
+	_, left := out.Attributes[attrGroups]
+	return !left, !left, nil
+}
+
+// repair finishes the propagation of shard s, found empty long after its
+// last completion. It never reports a finisher: the reduce of a job whose
+// finisher died is sent through ClaimReduce.
+func (st *Store) repair(ctx context.Context, j *jobItem, s int64) (done bool, err error) {
+	g, off := s/j.groupSize, s%j.groupSize
+	grp, err := st.getItem(ctx, groupKey(j.id, g), "", nil)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case grp == nil:
+		return st.jobDone(ctx, j.id)
+	case nsContains(grp, attrLeft, off):
+		emptied, err := st.removeFromGroup(ctx, j.id, g, off)
+		if err != nil || !emptied {
+			return false, err
+		}
+	default:
+		if _, left := grp[attrLeft]; left {
+			return false, nil
+		}
+		if t, _ := getNum(grp, attrT); st.nowMS()-t < st.repairAfter.Milliseconds() {
+			return false, nil
+		}
+	}
+	_, done, err = st.removeGroup(ctx, j.id, g)
+	return done, err
+}
+
+// jobDone tells whether the job has no pending group.
+func (st *Store) jobDone(ctx context.Context, id string) (bool, error) {
+	it, err := st.getItem(ctx, id, "#id, #groups", names(attrID, attrGroups))
+	if err != nil {
+		return false, err
+	}
+	if it == nil {
+		return false, fmt.Errorf("job %s: %w", id, backends.ErrNotFound)
+	}
+	_, left := it[attrGroups]
+	return !left, nil
+}
+
+// completeLegacy completes a part of a job written by the Node or Python
+// library: DELETE from the parts set on the job item, on condition that the
+// part is pending and the job has not failed.
+func (st *Store) completeLegacy(ctx context.Context, j *jobItem, part int64) (backends.Completion, error) {
+	c := backends.Completion{ReduceSent: j.reduceSent}
+	first, known := getNum(j.raw, attrFirstPart)
+	lo, hi := int64(0), j.total // unknown base: accept 0..N
+	if known {
+		lo, hi = first, first+j.total-1
+	}
+	if part < lo || part > hi {
+		return c, fmt.Errorf("complete part %d of %s (parts %d to %d): %w", part, j.id, lo, hi, backends.ErrPartRange)
+	}
+	update := "DELETE #parts :p"
+	nm := names(attrParts, attrError)
+	vals := item{":p": numSet(part), ":pv": num(part)}
+	// Completing part 0 proves the job 0-based, part N 1-based: record it
+	// for when the parts are gone (see legacyFirstPart).
+	if !known && (part == 0 || part == j.total) {
+		update += " SET #fp = :fp"
+		nm["#fp"] = attrFirstPart
+		vals[":fp"] = num(min(part, 1))
+	}
+	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+		TableName:                 aws.String(st.table),
+		Key:                       key(j.id),
+		UpdateExpression:          aws.String(update),
+		ConditionExpression:       aws.String("contains(#parts, :pv) AND attribute_not_exists(#error)"),
+		ExpressionAttributeNames:  nm,
+		ExpressionAttributeValues: vals,
+		ReturnValues:              types.ReturnValueUpdatedNew,
+	})
+	if err == nil {
+		if nsLen(out.Attributes, attrParts) == 0 {
+			c.Finisher, c.Done = true, true
+		}
+		return c, nil
+	}
+	if !isCondFailed(err) {
+		return c, fmt.Errorf("complete part %d of %s: %w", part, j.id, st.wrap("update job", err))
+	}
+	j2, err := st.getJob(ctx, j.id)
+	if err != nil {
+		return c, fmt.Errorf("complete part %d: %w", part, err)
+	}
+	if j2.failed {
+		return c, fmt.Errorf("complete part %d of %s: %w", part, j.id, backends.ErrJobFailed)
+	}
+	if first, known := legacyFirstPart(j2); known && (part < first || part >= first+j2.total) {
+		return c, fmt.Errorf("complete part %d of %s (parts %d to %d): %w", part, j.id, first, first+j2.total-1, backends.ErrPartRange)
+	}
+	c.Duplicate = true
+	c.Done = nsLen(j2.raw, attrParts) == 0
+	c.ReduceSent = j2.reduceSent
+	return c, nil
+}

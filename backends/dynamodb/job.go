@@ -1,0 +1,407 @@
+package dynamodb
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/google/uuid"
+
+	"github.com/wp-tools/wp/backends"
+)
+
+func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
+
+func (st *Store) nowMS() int64 { return st.now().UnixMilli() }
+
+// getItem reads one item with a strongly consistent read; nil when absent.
+func (st *Store) getItem(ctx context.Context, id string, proj string, nm map[string]string) (item, error) {
+	in := &ddb.GetItemInput{TableName: aws.String(st.table), Key: key(id), ConsistentRead: aws.Bool(true)}
+	if proj != "" {
+		in.ProjectionExpression = aws.String(proj)
+		in.ExpressionAttributeNames = nm
+	}
+	out, err := st.db.GetItem(ctx, in)
+	if err != nil {
+		return nil, st.wrap("read "+id, err)
+	}
+	return out.Item, nil
+}
+
+// getJob reads a visible job item; ErrNotFound when there is none.
+func (st *Store) getJob(ctx context.Context, id string) (*jobItem, error) {
+	if id == "" {
+		return nil, fmt.Errorf("job id is empty: %w", backends.ErrNotFound)
+	}
+	it, err := st.getItem(ctx, id, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	j, ok := parseJob(it)
+	if !ok || !j.visible() {
+		return nil, fmt.Errorf("job %s: %w", id, backends.ErrNotFound)
+	}
+	return j, nil
+}
+
+// CreateJob writes the job item in the creating state, then its shard and
+// group items, then makes it visible (see the package comment).
+func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
+	if err := backends.ValidateJobID(job.ID); err != nil {
+		return err
+	}
+	if job.Total < 1 || job.Total > maxTotal {
+		return fmt.Errorf("create job %s: total %d parts: want 1 to %d", job.ID, job.Total, int64(maxTotal))
+	}
+	var meta types.AttributeValue
+	if len(job.Metadata) > 0 {
+		m, err := jsonToAV(job.Metadata)
+		if err != nil {
+			return fmt.Errorf("create job %s: %w", job.ID, err)
+		}
+		if _, isNull := m.(*types.AttributeValueMemberNULL); !isNull {
+			meta = m
+		}
+	}
+	shards := ceilDiv(job.Total, shardSize)
+	groups := ceilDiv(shards, groupSize)
+	token := uuid.NewString()
+
+	jobItem := func(extent int64) item {
+		it := item{
+			attrID:        str(job.ID),
+			attrWP:        num(layoutVersion),
+			attrTotal:     num(job.Total),
+			attrShardSize: num(shardSize),
+			attrGroupSize: num(groupSize),
+			attrShards:    num(shards),
+			attrExtent:    num(extent),
+			attrGroups:    rangeSetInt64(groups),
+			attrCreating:  str(token),
+			attrLease:     num(st.nowMS() + st.lease.Milliseconds()),
+		}
+		if meta != nil {
+			it[attrMetadata] = meta
+		}
+		return it
+	}
+
+	// Claim the id, or take over an abandoned attempt.
+	var oldExtent int64
+	for attempt := 0; ; attempt++ {
+		if attempt == 5 {
+			return fmt.Errorf("create job %s: the id keeps changing hands (another CreateJob or Delete of it is running): %w", job.ID, backends.ErrExists)
+		}
+		_, err := st.db.PutItem(ctx, &ddb.PutItemInput{
+			TableName:                aws.String(st.table),
+			Item:                     jobItem(shards),
+			ConditionExpression:      aws.String("attribute_not_exists(#id)"),
+			ExpressionAttributeNames: names(attrID),
+		})
+		if err == nil {
+			break
+		}
+		if !isCondFailed(err) {
+			return st.wrap("create job "+job.ID, err)
+		}
+		it, err := st.getItem(ctx, job.ID, "", nil)
+		if err != nil {
+			return fmt.Errorf("create job %s: %w", job.ID, err)
+		}
+		if it == nil {
+			continue // deleted meanwhile
+		}
+		old, ok := parseJob(it)
+		if !ok || old.visible() {
+			return fmt.Errorf("create job %s: %w", job.ID, backends.ErrExists)
+		}
+		if old.lease > st.nowMS() {
+			return fmt.Errorf("create job %s: another process is creating or deleting it (if it died, retry after %v): %w", job.ID, st.lease, backends.ErrExists)
+		}
+		ext := max(shards, old.extent, old.shards)
+		_, err = st.db.PutItem(ctx, &ddb.PutItemInput{
+			TableName:                 aws.String(st.table),
+			Item:                      jobItem(ext),
+			ConditionExpression:       aws.String("#creating = :old AND #lease = :oldLease"),
+			ExpressionAttributeNames:  names(attrCreating, attrLease),
+			ExpressionAttributeValues: item{":old": str(old.creating), ":oldLease": num(old.lease)},
+		})
+		if err == nil {
+			oldExtent = ext
+			break
+		}
+		if !isCondFailed(err) {
+			return st.wrap("create job "+job.ID, err)
+		}
+	}
+
+	err := st.writeJob(ctx, job.ID, token, job.Total, shards, groups, oldExtent)
+	if err != nil {
+		// Give the lease up so that a retry can take over at once.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		st.db.UpdateItem(rctx, &ddb.UpdateItemInput{
+			TableName:                 aws.String(st.table),
+			Key:                       key(job.ID),
+			UpdateExpression:          aws.String("SET #lease = :zero"),
+			ConditionExpression:       aws.String("#creating = :tok"),
+			ExpressionAttributeNames:  names(attrLease, attrCreating),
+			ExpressionAttributeValues: item{":zero": num(0), ":tok": str(token)},
+		})
+		cancel()
+		return fmt.Errorf("create job %s: %w", job.ID, err)
+	}
+	return nil
+}
+
+var errLostLease = fmt.Errorf("another CreateJob took the job over while this one was writing it: %w", backends.ErrExists)
+
+// writeJob writes the shard and group items under a renewed lease and makes
+// the job visible.
+func (st *Store) writeJob(ctx context.Context, id, token string, total, shards, groups, oldExtent int64) error {
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	renewDone := make(chan struct{})
+	go func() {
+		defer close(renewDone)
+		tick := time.NewTicker(st.renew)
+		defer tick.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-tick.C:
+			}
+			_, err := st.db.UpdateItem(wctx, &ddb.UpdateItemInput{
+				TableName:                 aws.String(st.table),
+				Key:                       key(id),
+				UpdateExpression:          aws.String("SET #lease = :lease"),
+				ConditionExpression:       aws.String("#creating = :tok"),
+				ExpressionAttributeNames:  names(attrLease, attrCreating),
+				ExpressionAttributeValues: item{":lease": num(st.nowMS() + st.lease.Milliseconds()), ":tok": str(token)},
+			})
+			if isCondFailed(err) {
+				cancel(errLostLease)
+				return
+			}
+		}
+	}()
+	fail := func(err error) error {
+		cancel(err)
+		<-renewDone
+		if c := context.Cause(wctx); c == errLostLease {
+			return errLostLease
+		}
+		return err
+	}
+
+	// Leftovers of a larger abandoned attempt.
+	if oldExtent > shards {
+		oldGroups := ceilDiv(oldExtent, groupSize)
+		err := st.writeRange(wctx, shards, oldExtent, func(s int64) types.WriteRequest {
+			return types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: key(shardKey(id, s))}}
+		})
+		if err == nil {
+			err = st.writeRange(wctx, groups, oldGroups, func(g int64) types.WriteRequest {
+				return types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: key(groupKey(id, g))}}
+			})
+		}
+		if err != nil {
+			return fail(fmt.Errorf("delete what an abandoned CreateJob left: %w", err))
+		}
+	}
+	full := rangeSet(shardSize)
+	err := st.writeRange(wctx, 0, shards, func(s int64) types.WriteRequest {
+		parts := full
+		if n := total - s*shardSize; n < shardSize {
+			parts = rangeSet(n)
+		}
+		return types.WriteRequest{PutRequest: &types.PutRequest{Item: item{attrID: str(shardKey(id, s)), attrParts: parts}}}
+	})
+	if err == nil {
+		err = st.writeRange(wctx, 0, groups, func(g int64) types.WriteRequest {
+			n := min(shards-g*groupSize, groupSize)
+			return types.WriteRequest{PutRequest: &types.PutRequest{Item: item{attrID: str(groupKey(id, g)), attrLeft: rangeSet(n)}}}
+		})
+	}
+	if err != nil {
+		return fail(fmt.Errorf("write parts: %w", err))
+	}
+	cancel(nil)
+	<-renewDone
+	if context.Cause(wctx) == errLostLease {
+		return errLostLease
+	}
+	_, err = st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+		TableName:                 aws.String(st.table),
+		Key:                       key(id),
+		UpdateExpression:          aws.String("SET #created = :now, #extent = :ext REMOVE #creating, #lease"),
+		ConditionExpression:       aws.String("#creating = :tok"),
+		ExpressionAttributeNames:  names(attrCreated, attrExtent, attrCreating, attrLease),
+		ExpressionAttributeValues: item{":now": num(st.nowMS()), ":ext": num(shards), ":tok": str(token)},
+	})
+	if isCondFailed(err) {
+		return errLostLease
+	}
+	return st.wrap("make the job visible", err)
+}
+
+func rangeSetInt64(n int64) types.AttributeValue {
+	v := make([]string, n)
+	for i := range v {
+		v[i] = strconv.Itoa(i)
+	}
+	return &types.AttributeValueMemberNS{Value: v}
+}
+
+// writeRange runs BatchWriteItem for the requests gen(from..to-1), 25 a
+// call, batchWorkers calls in flight.
+func (st *Store) writeRange(ctx context.Context, from, to int64, gen func(int64) types.WriteRequest) error {
+	if from >= to {
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	starts := make(chan int64)
+	var wg sync.WaitGroup
+	for w := 0; w < batchWorkers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reqs := make([]types.WriteRequest, 0, 25)
+			for start := range starts {
+				reqs = reqs[:0]
+				for i := start; i < min(start+25, to); i++ {
+					reqs = append(reqs, gen(i))
+				}
+				if err := st.batchWrite(ctx, reqs); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		}()
+	}
+feed:
+	for s := from; s < to; s += 25 {
+		select {
+		case starts <- s:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(starts)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// batchWrite writes up to 25 requests, retrying unprocessed items with
+// exponential backoff (at most 12 rounds, about 40 seconds).
+func (st *Store) batchWrite(ctx context.Context, reqs []types.WriteRequest) error {
+	backoff := 20 * time.Millisecond
+	for round := 0; len(reqs) > 0; round++ {
+		if round == 12 {
+			return fmt.Errorf("batch write: %d items still unprocessed after %d rounds (table throttled?)", len(reqs), round)
+		}
+		if round > 0 {
+			if err := sleep(ctx, backoff); err != nil {
+				return err
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+		out, err := st.db.BatchWriteItem(ctx, &ddb.BatchWriteItemInput{
+			RequestItems: map[string][]types.WriteRequest{st.table: reqs},
+		})
+		if err != nil {
+			return st.wrap("batch write", err)
+		}
+		reqs = out.UnprocessedItems[st.table]
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// Delete hides the job (creating = "deleting", under a lease like
+// CreateJob's), deletes its shard and group items, then the job item. An
+// interrupted Delete leaves a hidden job that a later Delete, or a CreateJob
+// of the id once the lease has run out, cleans up.
+func (st *Store) Delete(ctx context.Context, jobID string) error {
+	if jobID == "" {
+		return fmt.Errorf("delete: job id is empty: %w", backends.ErrNotFound)
+	}
+	it, err := st.getItem(ctx, jobID, "", nil)
+	if err != nil {
+		return fmt.Errorf("delete job %s: %w", jobID, err)
+	}
+	j, ok := parseJob(it)
+	if !ok || (!j.visible() && j.lease > st.nowMS() && j.creating != deletingToken) {
+		return fmt.Errorf("delete job %s: %w", jobID, backends.ErrNotFound)
+	}
+	if j.legacy {
+		_, err := st.db.DeleteItem(ctx, &ddb.DeleteItemInput{
+			TableName:                aws.String(st.table),
+			Key:                      key(jobID),
+			ConditionExpression:      aws.String("attribute_exists(#id) AND attribute_not_exists(#wp)"),
+			ExpressionAttributeNames: names(attrID, attrWP),
+		})
+		if isCondFailed(err) {
+			return fmt.Errorf("delete job %s: %w", jobID, backends.ErrNotFound)
+		}
+		return st.wrap("delete job "+jobID, err)
+	}
+	_, err = st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+		TableName:                 aws.String(st.table),
+		Key:                       key(jobID),
+		UpdateExpression:          aws.String("SET #creating = :del, #lease = :lease"),
+		ConditionExpression:       aws.String("attribute_exists(#id) AND (attribute_not_exists(#creating) OR #creating = :del OR #lease < :now)"),
+		ExpressionAttributeNames:  names(attrID, attrCreating, attrLease),
+		ExpressionAttributeValues: item{":del": str(deletingToken), ":lease": num(st.nowMS() + st.lease.Milliseconds()), ":now": num(st.nowMS())},
+	})
+	if isCondFailed(err) {
+		return fmt.Errorf("delete job %s: %w", jobID, backends.ErrNotFound)
+	}
+	if err != nil {
+		return st.wrap("delete job "+jobID, err)
+	}
+	ext := max(j.shards, j.extent)
+	err = st.writeRange(ctx, 0, ext, func(s int64) types.WriteRequest {
+		return types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: key(shardKey(jobID, s))}}
+	})
+	if err == nil {
+		err = st.writeRange(ctx, 0, ceilDiv(ext, groupSize), func(g int64) types.WriteRequest {
+			return types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: key(groupKey(jobID, g))}}
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("delete job %s (run Delete again to finish): %w", jobID, err)
+	}
+	_, err = st.db.DeleteItem(ctx, &ddb.DeleteItemInput{
+		TableName:                 aws.String(st.table),
+		Key:                       key(jobID),
+		ConditionExpression:       aws.String("#creating = :del"),
+		ExpressionAttributeNames:  names(attrCreating),
+		ExpressionAttributeValues: item{":del": str(deletingToken)},
+	})
+	if err != nil && !isCondFailed(err) {
+		return st.wrap("delete job "+jobID, err)
+	}
+	// A condition failure means a CreateJob took the id over: the old job
+	// is gone all the same.
+	return nil
+}
