@@ -69,15 +69,9 @@ func ParseURL(rawURL string) (*url.URL, error) {
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		// url.Error quotes the whole URL, password included: say only what
-		// is wrong.
-		var reason string
-		if ue, ok := err.(*url.Error); ok {
-			reason = ue.Err.Error()
-		} else {
-			reason = "cannot parse"
-		}
-		return nil, fmt.Errorf("progress store URL %s: %s", Redact(rawURL), reason)
+		// url.Error quotes the URL, and its reason can quote part of
+		// the password (as an "invalid port"): say neither.
+		return nil, fmt.Errorf("progress store URL %s does not parse (percent-encode characters such as '/', '?', '#' and '@' in a password)", Redact(rawURL))
 	}
 	if u.Scheme == "" {
 		return nil, fmt.Errorf("progress store URL %s has no scheme (known: %s)", Redact(rawURL), strings.Join(Schemes(), ", "))

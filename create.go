@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/wp-tools/wp/backends"
+	"github.com/wp-tools/wp/internal/publish"
+)
+
+func topicFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:    "topic",
+		Usage:   "SNS topic ARN to publish to",
+		EnvVars: []string{"WorkTopic"},
+	}
+}
+
+func createCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "create",
+		Usage:     "store a job and publish one map message per part",
+		ArgsUsage: "< parts.ndjson",
+		Description: `Reads parts from stdin: one JSON object a line (NDJSON), blank lines skipped.
+Part ids are 0..N-1 in input order. The whole input is validated before
+anything is written: a line that is not a JSON object, uses the reserved keys
+jobid or partid, or would make a message over 256 KiB is reported with its
+line number, and no job is created and nothing is published.
+
+Each part is published to the SNS topic with Subject=map and body
+{"jobid": ..., "partid": N, <the part's own fields>}. When every message is
+published, the job id is printed alone on stdout.
+
+If publishing fails part way, wp exits non-zero and says how many parts were
+published; re-running with --jobid and the same input is safe (the job is kept,
+parts are published again, and duplicate map messages are harmless).
+
+Exit codes: 0 published; 1 bad input, store or SNS error; 2 wrong command line.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "jobid", Usage: "job id (default: a new UUID); letters, digits, '.', '_', '-'"},
+			&cli.StringFlag{Name: "metadata", Value: "{}", Usage: "job metadata, a JSON object: stored with the job and sent in the reduce message"},
+			progressFlag(),
+			topicFlag(),
+			&cli.IntFlag{Name: "concurrency", Value: 16, Usage: "PublishBatch calls in flight"},
+		},
+		Action: createAction,
+	}
+}
+
+// parseMetadata checks --metadata is a JSON object and compacts it.
+func parseMetadata(s string) (json.RawMessage, error) {
+	b := bytes.TrimSpace([]byte(s))
+	if len(b) == 0 {
+		return json.RawMessage(`{}`), nil
+	}
+	if b[0] != '{' || !json.Valid(b) {
+		return nil, fmt.Errorf("--metadata must be a JSON object, e.g. '{\"name\": \"nightly\"}'")
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return nil, fmt.Errorf("--metadata: %v", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// jobOptions are the checked job settings shared by create and local.
+type jobOptions struct {
+	id       string
+	metadata json.RawMessage
+	given    bool // --jobid was given
+}
+
+func parseJobOptions(c *cli.Context) (jobOptions, error) {
+	var o jobOptions
+	meta, err := parseMetadata(c.String("metadata"))
+	if err != nil {
+		return o, usageError("%v", err)
+	}
+	o.metadata = meta
+	o.id = c.String("jobid")
+	o.given = o.id != ""
+	if !o.given {
+		o.id = uuid.NewString()
+	}
+	if err := backends.ValidateJobID(o.id); err != nil {
+		return o, usageError("--jobid: %v", err)
+	}
+	return o, nil
+}
+
+// storeJob creates the job, or accepts an existing job with the same id,
+// total and metadata (a re-run after a failed publish).
+func storeJob(ctx context.Context, c *cli.Context, st backends.Store, o jobOptions, total int64) (resumed bool, err error) {
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	err = st.CreateJob(sctx, backends.Job{ID: o.id, Total: total, Metadata: o.metadata})
+	if err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, backends.ErrExists) || !o.given {
+		return false, fmt.Errorf("create job %s: %w", o.id, err)
+	}
+	s, serr := st.Status(sctx, o.id)
+	if serr != nil {
+		return false, fmt.Errorf("create job %s: %w", o.id, serr)
+	}
+	if s.Total != total || !sameJSON(s.Metadata, o.metadata) {
+		return false, fmt.Errorf("job %s already exists with %d parts and metadata %s; this input has %d parts and metadata %s: use another --jobid", o.id, s.Total, orEmpty(s.Metadata), total, o.metadata)
+	}
+	logger(c).Info("job exists with the same parts and metadata: publishing its parts again (duplicate map messages are harmless)", "jobid", o.id, "parts", total, "remaining", s.Remaining)
+	return true, nil
+}
+
+func orEmpty(m json.RawMessage) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	return string(m)
+}
+
+func sameJSON(a, b json.RawMessage) bool {
+	if len(a) == 0 {
+		a = json.RawMessage(`{}`)
+	}
+	if len(b) == 0 {
+		b = json.RawMessage(`{}`)
+	}
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	xb, _ := json.Marshal(x)
+	yb, _ := json.Marshal(y)
+	return bytes.Equal(xb, yb)
+}
+
+func createAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError("create takes no arguments (parts are read from stdin), got %q", c.Args().First())
+	}
+	o, err := parseJobOptions(c)
+	if err != nil {
+		return err
+	}
+	topic := c.String("topic")
+	if topic == "" {
+		return usageError("no SNS topic: set --topic or the WorkTopic environment variable")
+	}
+	if c.Int("concurrency") < 1 {
+		return usageError("--concurrency must be at least 1")
+	}
+	lg := logger(c).With("jobid", o.id)
+
+	// Validate everything before writing anything.
+	sp, err := newSpool()
+	if err != nil {
+		return err
+	}
+	defer sp.close()
+	if err := readParts(c.App.Reader, o.id, sp); err != nil {
+		return fmt.Errorf("invalid input, nothing was created: %w", err)
+	}
+	total := sp.count
+	next, err := sp.reader()
+	if err != nil {
+		return err
+	}
+
+	ctx := c.Context
+	pub, err := publish.NewFromEnv(ctx, topic, publish.WithConcurrency(c.Int("concurrency")))
+	if err != nil {
+		return fmt.Errorf("sns: %w", err)
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := storeJob(ctx, c, st, o, total); err != nil {
+		return err
+	}
+	lg.Debug("job stored", "parts", total)
+
+	bar := newProgressBar(c.App.ErrWriter, "publishing", total)
+	start := time.Now()
+	sent, err := pub.PublishAll(ctx, "map", next, bar.set)
+	bar.done()
+	if err != nil {
+		lg.Error("publishing failed part way; the job is stored, and re-running with --jobid and the same input is safe (duplicate map messages are harmless)",
+			"published", sent, "parts", total, "error", err.Error(), "rerun", "wp create --jobid "+o.id)
+		return exitCode(exitError)
+	}
+	lg.Debug("published", "parts", sent, "seconds", time.Since(start).Seconds())
+	fmt.Fprintln(c.App.Writer, o.id)
+	return nil
+}
+
+// progressBar draws "publishing 1234/10000 (12%)" on stderr when it is a
+// terminal, at most ten times a second; elsewhere it prints nothing.
+type progressBar struct {
+	w     io.Writer
+	label string
+	total int64
+	on    bool
+	mu    sync.Mutex
+	last  time.Time
+	n     int64
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func newProgressBar(w io.Writer, label string, total int64) *progressBar {
+	return &progressBar{w: w, label: label, total: total, on: isTerminal(w)}
+}
+
+func (p *progressBar) set(n int) {
+	if !p.on {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n = int64(n)
+	if time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	p.draw()
+}
+
+func (p *progressBar) draw() {
+	pct := 0.0
+	if p.total > 0 {
+		pct = 100 * float64(p.n) / float64(p.total)
+	}
+	fmt.Fprintf(p.w, "\r%s %d/%d (%.0f%%)", p.label, p.n, p.total, pct)
+}
+
+func (p *progressBar) done() {
+	if !p.on {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.draw()
+	fmt.Fprintln(p.w)
+}
+
+func isTerminalReader(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

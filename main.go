@@ -1,0 +1,298 @@
+// Command wp gives shell workers on ECS watchbot the map-reduce bookkeeping
+// that Python users get from watchbot-progress-py: it creates jobs, runs a
+// worker command once per part, and sends exactly one reduce message when the
+// last part completes.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// wp's own exit codes. A child command's exit code passes through wp run
+// untouched; these are the codes wp chooses itself.
+const (
+	exitOK = 0
+	// exitError: the command failed (bad input, no such job, store error in
+	// an operator command).
+	exitError = 1
+	// exitUsage: the command line is wrong.
+	exitUsage = 2
+	// exitDrop: wp run got a message that can never succeed (poison):
+	// watchbot deletes the message instead of retrying it.
+	exitDrop = 3
+	// exitRetry: wp run could not reach the store or SNS; watchbot puts
+	// the message back on the queue and it is retried. Matches sysexits'
+	// EX_TEMPFAIL.
+	exitRetry = 75
+)
+
+// exitError carries an exit code through urfave/cli back to main.
+type exitErr struct {
+	code int
+	err  error
+	// quiet: the error was already reported.
+	quiet bool
+}
+
+func (e *exitErr) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitErr) Unwrap() error { return e.err }
+
+// withCode wraps err so that wp exits with code.
+func withCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitErr{code: code, err: err}
+}
+
+// exitCode is the silent exit with a code (the child's, or one already
+// explained on stderr).
+func exitCode(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return &exitErr{code: code, quiet: true}
+}
+
+// usageError marks a wrong command line (exit 2).
+func usageError(format string, a ...any) error {
+	return withCode(exitUsage, fmt.Errorf(format, a...))
+}
+
+var (
+	// Set by the release build (goreleaser ldflags).
+	version = "dev"
+	commit  = ""
+	date    = ""
+)
+
+func init() {
+	// -v is --verbose; the version is --version (or -V).
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "print the version"}
+}
+
+func main() {
+	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run is the whole program: it returns the process exit code, and is the
+// one place where errors become exit codes.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	app := newApp(stdin, stdout, stderr)
+	err := app.Run(flagsFirst(app, args))
+	if err == nil {
+		return exitOK
+	}
+	code := exitError
+	var ee *exitErr
+	if errors.As(err, &ee) {
+		code = ee.code
+		if ee.quiet {
+			return code
+		}
+	} else if isUsageError(err) {
+		code = exitUsage
+	}
+	msg := err.Error()
+	if lg := appLogger(app); lg != nil && code != exitUsage {
+		lg.Error(msg)
+	} else {
+		fmt.Fprintf(stderr, "wp: %s\n", msg)
+	}
+	return code
+}
+
+// isUsageError recognises urfave/cli's own flag errors.
+func isUsageError(err error) bool {
+	s := err.Error()
+	for _, p := range []string{"flag provided but not defined", "flag needs an argument", "invalid value", "Required flag", "Required flags", "invalid boolean"} {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func versionString() string {
+	v := version
+	if commit != "" {
+		v += " (commit " + commit
+		if date != "" {
+			v += ", built " + date
+		}
+		v += ")"
+	}
+	return v
+}
+
+func appLogger(app *cli.App) *slog.Logger {
+	if app.Metadata == nil {
+		return nil
+	}
+	lg, _ := app.Metadata["logger"].(*slog.Logger)
+	return lg
+}
+
+const exitCodesHelp = `EXIT CODES (wp's own; wp run passes its command's code through):
+   0    success
+   1    error (bad input, no such job, store error)
+   2    wrong command line
+   3    wp run: the message can never succeed; watchbot drops it
+   75   wp run: the store or SNS could not be reached; watchbot retries
+   128+N  wp run: the command was killed by signal N`
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:    "wp",
+		Usage:   "map-reduce progress for shell workers on ECS watchbot",
+		Version: versionString(),
+		Description: `wp create stores a job (a list of parts, NDJSON on stdin) in a progress store and
+publishes one SNS message per part (Subject=map). On ECS, watchbot runs the
+worker once per message; "wp run -- ./process.sh" runs the command and does the
+bookkeeping from its exit code. The completion that finishes the job publishes
+exactly one Subject=reduce message. wp local runs a whole job on one machine.
+
+PROGRESS STORES (--progress URL, env WP_PROGRESS):
+   sqlite:///abs/path.db, sqlite://rel/path.db   embedded file (default on a laptop:
+                                    $XDG_STATE_HOME/wp/progress.db or ~/.local/state/wp/progress.db)
+   redis://[:PASSWORD@]HOST:PORT/DB, rediss://... (TLS)
+   dynamodb://TABLE                 default when watchbot's ProgressTable env is set
+
+` + exitCodesHelp,
+		Reader:               stdin,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		EnableBashCompletion: true,
+		HideHelpCommand:      true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "format of wp's own log lines on stderr: text or json", EnvVars: []string{"WP_LOG_FORMAT"}},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log more (debug level)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "log only errors"},
+		},
+		Before: func(c *cli.Context) error {
+			lg, err := newLogger(stderr, c.String("log-format"), c.Bool("verbose"), c.Bool("quiet"))
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			c.App.Metadata = map[string]any{"logger": lg}
+			return nil
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // run() maps errors to codes
+		Commands: []*cli.Command{
+			createCommand(),
+			runCommand(),
+			localCommand(),
+			infoCommand(),
+			lsCommand(),
+			pendingCommand(),
+			failCommand(),
+			rmCommand(),
+			// tableCommand(),
+		},
+	}
+	app.CustomAppHelpTemplate = cli.AppHelpTemplate
+	return app
+}
+
+func newLogger(w io.Writer, format string, verbose, quiet bool) (*slog.Logger, error) {
+	level := slog.LevelInfo
+	switch {
+	case verbose && quiet:
+		return nil, errors.New("--verbose and --quiet cannot be used together")
+	case verbose:
+		level = slog.LevelDebug
+	case quiet:
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text", "":
+		return slog.New(newTextHandler(w, level)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+}
+
+func logger(c *cli.Context) *slog.Logger {
+	if lg := appLogger(c.App); lg != nil {
+		return lg
+	}
+	return slog.New(newTextHandler(c.App.ErrWriter, slog.LevelInfo))
+}
+
+// flagsFirst lets flags follow arguments ("wp info JOBID --json"), which
+// urfave/cli v2 does not parse by itself: it moves a command's flags before
+// its arguments. Commands that run a command after "--" (run, local) are left
+// as typed, so CMD's own flags are never taken for wp's.
+func flagsFirst(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	// Find the command name after the global flags.
+	i := 1
+	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "--" {
+		if takesValue(app.Flags, args[i]) {
+			i++
+		}
+		i++
+	}
+	if i >= len(args) {
+		return args
+	}
+	cmd := app.Command(args[i])
+	if cmd == nil || cmd.Name == "run" || cmd.Name == "local" || len(cmd.Subcommands) > 0 {
+		return args
+	}
+	out := append([]string{}, args[:i+1]...)
+	var pos []string
+	rest := args[i+1:]
+	for j := 0; j < len(rest); j++ {
+		a := rest[j]
+		if a == "--" {
+			pos = append(pos, rest[j:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && a != "-" {
+			out = append(out, a)
+			if takesValue(cmd.Flags, a) && j+1 < len(rest) {
+				out = append(out, rest[j+1])
+				j++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(out, pos...)
+}
+
+// takesValue says whether arg ("--name", "-n") names a flag that needs a
+// value in the next argument.
+func takesValue(flags []cli.Flag, arg string) bool {
+	name := strings.TrimLeft(arg, "-")
+	if strings.Contains(name, "=") {
+		return false
+	}
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				_, isBool := f.(*cli.BoolFlag)
+				return !isBool
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,360 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/wp-tools/wp/internal/snsfake"
+	"github.com/wp-tools/wp/internal/testservers"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"wp": main,
+		// exitwith N: exit with code N.
+		"exitwith": func() {
+			n, _ := strconv.Atoi(os.Args[1])
+			os.Exit(n)
+		},
+	})
+}
+
+const testTopic = "arn:aws:sns:us-east-1:123456789012:wp-test"
+
+// TestScripts runs testdata/scripts/*.txtar: the CLI as a user types it.
+// Each script gets its own redis-server (WP_PROGRESS points at it), its own
+// in-process SNS endpoint (AWS_ENDPOINT_URL), and WorkTopic.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/scripts",
+		RequireExplicitExec: true,
+		Setup:               setupScript,
+		Cmds:                scriptCmds,
+	})
+}
+
+func setupScript(env *testscript.Env) error {
+	r, err := testservers.StartRedis()
+	if err != nil {
+		return err
+	}
+	env.Defer(r.Stop)
+	sns := snsfake.New()
+	url, err := sns.Start()
+	if err != nil {
+		return err
+	}
+	env.Defer(sns.Close)
+	env.Values["sns"] = sns
+	for k, v := range map[string]string{
+		"WP_PROGRESS":               r.URL,
+		"REDIS_URL":                 r.URL,
+		"REDIS_ADDR":                r.Addr,
+		"AWS_ENDPOINT_URL":          url,
+		"AWS_REGION":                "us-east-1",
+		"AWS_ACCESS_KEY_ID":         "test",
+		"AWS_SECRET_ACCESS_KEY":     "test",
+		"AWS_EC2_METADATA_DISABLED": "true",
+		"WorkTopic":                 testTopic,
+		"HOME":                      filepath.Join(env.WorkDir, "home"),
+		"XDG_STATE_HOME":            filepath.Join(env.WorkDir, "state"),
+		"WP_STORE_TIMEOUT":          "10s",
+	} {
+		env.Setenv(k, v)
+	}
+	return nil
+}
+
+func snsOf(ts *testscript.TestScript) *snsfake.Server {
+	return ts.Value("sns").(*snsfake.Server)
+}
+
+var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	// sns count SUBJECT N: exactly N messages with SUBJECT were published.
+	// sns dump SUBJECT: print their bodies, sorted, one a line.
+	// sns fail N: answer the next N requests with HTTP 500.
+	// sns failsubject SUBJECT: answer every request carrying SUBJECT with 500.
+	// sns heal: clear the faults, keep the messages.
+	// sns reset: forget every message and fault.
+	"sns": cmdSNS,
+	// deliver [-dup K] [-j N] [-subject S] [-fail-job-on CODES] -- CMD...:
+	// run `wp run -- CMD` once per published message of the subject (default
+	// map), each K times, N processes at a time, in random order; fail if
+	// any wp run exits other than 0.
+	"deliver": cmdDeliver,
+	// signal NAME: send signal NAME (TERM, INT, HUP, KILL) to every
+	// background command.
+	"signal": cmdSignal,
+	// waitfile PATH: wait up to 20s for PATH to exist.
+	"waitfile": cmdWaitFile,
+	// setmessage SUBJECT N: set Message and Subject to the Nth (0-based,
+	// in publishing order) published message of SUBJECT, as watchbot would.
+	"setmessage": cmdSetMessage,
+	// nopids FILE: every pid listed in FILE (one a line) is gone.
+	"nopids": cmdNoPids,
+}
+
+func cmdSNS(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) == 0 {
+		ts.Fatalf("usage: sns count|dump|fail|failsubject|reset ...")
+	}
+	s := snsOf(ts)
+	switch args[0] {
+	case "count":
+		if len(args) != 3 {
+			ts.Fatalf("usage: sns count SUBJECT N")
+		}
+		want, err := strconv.Atoi(args[2])
+		ts.Check(err)
+		got := s.Count(args[1])
+		if (got == want) == neg {
+			ts.Fatalf("published %d messages with Subject=%s, want %s%d", got, args[1], map[bool]string{true: "not ", false: ""}[neg], want)
+		}
+	case "dump":
+		var bodies []string
+		for _, m := range s.Messages() {
+			if m.Subject == args[1] {
+				if m.TopicArn != testTopic {
+					ts.Fatalf("message published to %q, want %q", m.TopicArn, testTopic)
+				}
+				bodies = append(bodies, m.Body)
+			}
+		}
+		sort.Strings(bodies)
+		for _, b := range bodies {
+			fmt.Fprintln(ts.Stdout(), b)
+		}
+	case "fail":
+		n, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		s.FailNext(n, 500)
+	case "failsubject":
+		s.FailSubject(args[1])
+	case "heal":
+		s.FailSubject("")
+		s.FailNext(0, 0)
+	case "reset":
+		s.Reset()
+	default:
+		ts.Fatalf("sns: unknown subcommand %q", args[0])
+	}
+}
+
+func messagesOf(ts *testscript.TestScript, subject string) []snsfake.Message {
+	var out []snsfake.Message
+	for _, m := range snsOf(ts).Messages() {
+		if m.Subject == subject {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func cmdSetMessage(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: setmessage SUBJECT N")
+	}
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	msgs := messagesOf(ts, args[0])
+	// Publishing order within a batch run is not fixed: order by body.
+	sort.Slice(msgs, func(i, j int) bool { return partOf(msgs[i].Body) < partOf(msgs[j].Body) })
+	if n >= len(msgs) {
+		ts.Fatalf("only %d messages with Subject=%s", len(msgs), args[0])
+	}
+	ts.Setenv("Message", msgs[n].Body)
+	ts.Setenv("Subject", msgs[n].Subject)
+}
+
+func partOf(body string) int64 {
+	var m struct {
+		PartID int64 `json:"partid"`
+	}
+	_ = json.Unmarshal([]byte(body), &m)
+	return m.PartID
+}
+
+func cmdDeliver(ts *testscript.TestScript, neg bool, args []string) {
+	dup, par, subject, failOn := 1, 4, "map", ""
+	for len(args) > 0 && args[0] != "--" {
+		if len(args) < 2 {
+			ts.Fatalf("deliver: flag %s needs a value", args[0])
+		}
+		switch args[0] {
+		case "-dup":
+			dup, _ = strconv.Atoi(args[1])
+		case "-j":
+			par, _ = strconv.Atoi(args[1])
+		case "-subject":
+			subject = args[1]
+		case "-fail-job-on":
+			failOn = args[1]
+		default:
+			ts.Fatalf("deliver: unknown flag %s", args[0])
+		}
+		args = args[2:]
+	}
+	if len(args) < 2 {
+		ts.Fatalf("usage: deliver [flags] -- CMD...")
+	}
+	cmd := args[1:]
+	var deliveries []snsfake.Message
+	for _, m := range messagesOf(ts, subject) {
+		for i := 0; i < dup; i++ {
+			deliveries = append(deliveries, m)
+		}
+	}
+	if len(deliveries) == 0 {
+		ts.Fatalf("deliver: no %s messages were published", subject)
+	}
+	rand.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+	wp, err := exec.LookPath("wp")
+	ts.Check(err)
+	var mu sync.Mutex
+	var failures []string
+	work := make(chan snsfake.Message)
+	var wg sync.WaitGroup
+	for i := 0; i < par; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range work {
+				argv := []string{"run"}
+				if failOn != "" {
+					argv = append(argv, "--fail-job-on", failOn)
+				}
+				argv = append(append(argv, "--"), cmd...)
+				c := exec.Command(wp, argv...)
+				c.Dir = ts.Getenv("WORK")
+				c.Env = append(environ(ts), "Message="+m.Body, "Subject="+m.Subject, "MessageId="+m.MessageId, "ApproximateReceiveCount=1")
+				out, err := c.CombinedOutput()
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("wp run %s: %v\n%s", m.Body, err, out))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, m := range deliveries {
+		work <- m
+	}
+	close(work)
+	wg.Wait()
+	if len(failures) > 0 && !neg {
+		ts.Fatalf("%d of %d deliveries failed; first:\n%s", len(failures), len(deliveries), failures[0])
+	}
+	if len(failures) == 0 && neg {
+		ts.Fatalf("every delivery succeeded")
+	}
+	fmt.Fprintf(ts.Stdout(), "delivered %d messages\n", len(deliveries))
+}
+
+// environ is the script's environment as KEY=VALUE pairs.
+func environ(ts *testscript.TestScript) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if v := ts.Getenv(k); v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	for _, k := range []string{"WP_PROGRESS", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED", "WorkTopic", "HOME", "XDG_STATE_HOME", "WP_STORE_TIMEOUT", "PATH", "WORK", "TMPDIR"} {
+		if v := ts.Getenv(k); v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+func cmdSignal(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: signal TERM|INT|HUP|KILL")
+	}
+	sig := map[string]syscall.Signal{"TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "HUP": syscall.SIGHUP, "KILL": syscall.SIGKILL}[args[0]]
+	if sig == 0 {
+		ts.Fatalf("signal: unknown signal %q", args[0])
+	}
+	cmds := ts.BackgroundCmds()
+	if len(cmds) == 0 {
+		ts.Fatalf("signal: no background command")
+	}
+	for _, c := range cmds {
+		if c.Process != nil {
+			ts.Check(c.Process.Signal(sig))
+		}
+	}
+}
+
+func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: waitfile PATH")
+	}
+	p := ts.MkAbs(args[0])
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(p); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not appear within 20s", args[0])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func cmdNoPids(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: nopids FILE")
+	}
+	f, err := os.Open(ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	n := 0
+	for sc.Scan() {
+		pid, err := strconv.Atoi(strings.TrimSpace(sc.Text()))
+		if err != nil {
+			continue
+		}
+		n++
+		// Give the kernel a moment to reap a process that was just killed.
+		deadline := time.Now().Add(5 * time.Second)
+		for syscall.Kill(pid, 0) == nil {
+			if isZombie(pid) {
+				break
+			}
+			if time.Now().After(deadline) {
+				ts.Fatalf("process %d is still running", pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if n == 0 {
+		ts.Fatalf("nopids: %s lists no pids", args[0])
+	}
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
+}

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"unicode/utf8"
+)
+
+// maxMessageBytes is SNS's limit on a message body (256 KiB).
+const maxMessageBytes = 262144
+
+// lineError is bad input with the line it was found on.
+type lineError struct {
+	line int
+	err  error
+}
+
+func (e *lineError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.err) }
+func (e *lineError) Unwrap() error { return e.err }
+
+// ndjsonReader reads NDJSON one line at a time with bounded memory: a line
+// longer than maxLine is reported (and skipped) without being held whole.
+type ndjsonReader struct {
+	r       *bufio.Reader
+	line    int
+	maxLine int
+	buf     []byte
+}
+
+func newNDJSONReader(r io.Reader, maxLine int) *ndjsonReader {
+	return &ndjsonReader{r: bufio.NewReaderSize(r, 64*1024), maxLine: maxLine}
+}
+
+// errLineTooLong is returned (wrapped in a lineError) for an over-long line.
+var errLineTooLong = errors.New("line too long")
+
+// Next returns the next non-blank line, trimmed, and its 1-based number.
+// It returns io.EOF at the end. The returned slice is valid until the next
+// call.
+func (n *ndjsonReader) Next() ([]byte, int, error) {
+	for {
+		n.buf = n.buf[:0]
+		n.line++
+		tooLong := false
+		for {
+			chunk, err := n.r.ReadSlice('\n')
+			if !tooLong {
+				if len(n.buf)+len(chunk) > n.maxLine+2 { // +2 for "\r\n"
+					tooLong = true
+					n.buf = n.buf[:0]
+				} else {
+					n.buf = append(n.buf, chunk...)
+				}
+			}
+			if err == bufio.ErrBufferFull {
+				continue
+			}
+			if err == io.EOF {
+				if len(n.buf) == 0 && !tooLong && len(chunk) == 0 {
+					return nil, n.line, io.EOF
+				}
+				break
+			}
+			if err != nil {
+				return nil, n.line, fmt.Errorf("read input: %w", err)
+			}
+			break
+		}
+		if tooLong {
+			return nil, n.line, &lineError{n.line, fmt.Errorf("%w: a part must make a message of at most %d bytes (SNS's limit)", errLineTooLong, n.maxLine)}
+		}
+		b := bytes.TrimSpace(n.buf)
+		if len(b) == 0 {
+			continue
+		}
+		return b, n.line, nil
+	}
+}
+
+// checkPart validates one input line as a part: valid UTF-8, no NUL, a JSON
+// object without the reserved keys jobid and partid. It returns the object's
+// top-level fields.
+func checkPart(b []byte) (map[string]json.RawMessage, error) {
+	if !utf8.Valid(b) {
+		return nil, errors.New("not valid UTF-8")
+	}
+	if bytes.IndexByte(b, 0) >= 0 {
+		return nil, errors.New("contains a NUL byte")
+	}
+	if b[0] != '{' {
+		return nil, fmt.Errorf("not a JSON object (a part is one JSON object a line, e.g. {\"url\": \"s3://...\"}; found %s)", jsonKind(b))
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return nil, fmt.Errorf("not valid JSON: %v", err)
+	}
+	for _, k := range []string{"jobid", "partid"} {
+		if _, ok := fields[k]; ok {
+			return nil, fmt.Errorf("uses the reserved key %q (wp adds jobid and partid to each part)", k)
+		}
+	}
+	return fields, nil
+}
+
+func jsonKind(b []byte) string {
+	switch b[0] {
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		if b[0] == '-' || (b[0] >= '0' && b[0] <= '9') {
+			return "a number"
+		}
+		return fmt.Sprintf("%q", truncateBytes(b, 20))
+	}
+}
+
+func truncateBytes(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "..."
+}
+
+// mapMessage is the body of a part's map message: the part's own object with
+// jobid and partid put first. The part's bytes are kept as they came, so
+// numbers keep their precision and fields their order.
+func mapMessage(dst []byte, jobID string, part int64, obj []byte) []byte {
+	dst = append(dst, `{"jobid":`...)
+	q, _ := json.Marshal(jobID)
+	dst = append(dst, q...)
+	dst = append(dst, `,"partid":`...)
+	dst = strconv.AppendInt(dst, part, 10)
+	inner := bytes.TrimSpace(obj[1 : len(obj)-1])
+	if len(inner) > 0 {
+		dst = append(dst, ',')
+		dst = append(dst, inner...)
+	}
+	return append(dst, '}')
+}
+
+// spool holds validated map messages in a temporary file, one a line, so
+// that huge inputs are validated whole before anything is written without
+// keeping every part in memory.
+type spool struct {
+	f     *os.File
+	w     *bufio.Writer
+	count int64
+}
+
+func newSpool() (*spool, error) {
+	f, err := os.CreateTemp("", "wp-parts-*.ndjson")
+	if err != nil {
+		return nil, fmt.Errorf("spool parts: %w", err)
+	}
+	return &spool{f: f, w: bufio.NewWriterSize(f, 256*1024)}, nil
+}
+
+func (s *spool) add(msg []byte) error {
+	s.count++
+	if _, err := s.w.Write(msg); err != nil {
+		return fmt.Errorf("spool parts: %w", err)
+	}
+	return s.w.WriteByte('\n')
+}
+
+// reader rewinds the spool and returns a function yielding each message.
+func (s *spool) reader() (func() (string, bool, error), error) {
+	if err := s.w.Flush(); err != nil {
+		return nil, fmt.Errorf("spool parts: %w", err)
+	}
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("spool parts: %w", err)
+	}
+	br := bufio.NewReaderSize(s.f, 256*1024)
+	return func() (string, bool, error) {
+		line, err := br.ReadString('\n')
+		if err == io.EOF && line == "" {
+			return "", false, nil
+		}
+		if err != nil && err != io.EOF {
+			return "", false, fmt.Errorf("read spooled parts: %w", err)
+		}
+		return line[:len(line)-1], true, nil
+	}, nil
+}
+
+func (s *spool) close() {
+	s.f.Close()
+	os.Remove(s.f.Name())
+}
+
+// readParts validates the whole input and spools the map messages. It
+// returns the first few problems, each with its line number; on any problem
+// nothing should be written anywhere.
+func readParts(r io.Reader, jobID string, sp *spool) error {
+	nr := newNDJSONReader(r, maxMessageBytes)
+	var problems []error
+	const maxProblems = 5
+	var msg []byte
+	var part int64
+	for {
+		b, line, err := nr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var le *lineError
+			if !errors.As(err, &le) {
+				return err
+			}
+			problems = append(problems, err)
+		} else if _, err := checkPart(b); err != nil {
+			problems = append(problems, &lineError{line, err})
+		} else {
+			msg = mapMessage(msg[:0], jobID, part, b)
+			if len(msg) > maxMessageBytes {
+				problems = append(problems, &lineError{line, fmt.Errorf("the map message would be %d bytes, over SNS's limit of %d", len(msg), maxMessageBytes)})
+			} else if len(problems) == 0 {
+				if err := sp.add(msg); err != nil {
+					return err
+				}
+			}
+			part++
+		}
+		if len(problems) >= maxProblems {
+			problems = append(problems, errors.New("stopped after 5 problems"))
+			break
+		}
+	}
+	if len(problems) > 0 {
+		return joinProblems(problems)
+	}
+	if sp.count == 0 {
+		return errors.New("no parts: the input is empty (one JSON object a line is expected on stdin)")
+	}
+	return nil
+}
+
+// problemList is several input problems reported on one line.
+type problemList []error
+
+func (p problemList) Error() string {
+	var b bytes.Buffer
+	for i, e := range p {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+func (p problemList) Unwrap() []error { return p }
+
+func joinProblems(p []error) error {
+	if len(p) == 1 {
+		return p[0]
+	}
+	return problemList(p)
+}

@@ -1,0 +1,393 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/wp-tools/wp/backends"
+)
+
+// jobJSON is the --json form of a job, for wp info and wp ls.
+type jobJSON struct {
+	JobID      string          `json:"jobid"`
+	State      string          `json:"state"`
+	Total      int64           `json:"total"`
+	Completed  int64           `json:"completed"`
+	Remaining  int64           `json:"remaining"`
+	Progress   float64         `json:"progress"`
+	Failed     bool            `json:"failed"`
+	Error      string          `json:"error"`
+	Metadata   json.RawMessage `json:"metadata"`
+	ReduceSent bool            `json:"reduce_sent"`
+	Reduced    bool            `json:"reduced"`
+	Created    *time.Time      `json:"created"`
+	FirstPart  int64           `json:"first_part"`
+}
+
+const jobJSONFields = `JSON FIELDS:
+   jobid        the job id
+   state        running, failed, complete (no part pending) or reduced (the reduce command exited 0)
+   total        number of parts
+   completed    parts completed (total - remaining)
+   remaining    parts still pending
+   progress     completed / total, from 0 to 1
+   failed       true once the job has failed
+   error        the failure reason ("" unless failed)
+   metadata     the job's metadata object
+   reduce_sent  true once the reduce message was published
+   reduced      true once the reduce command exited 0
+   created      when the job was created (RFC 3339), null if unknown (jobs written by other tools)
+   first_part   the first part id: 0, or 1 for jobs written by the Node watchbot-progress library`
+
+func toJSON(s backends.Status) jobJSON {
+	j := jobJSON{
+		JobID: s.ID, State: s.State(), Total: s.Total, Completed: s.Total - s.Remaining, Remaining: s.Remaining,
+		Failed: s.Failed, Error: s.Error, Metadata: s.Metadata, ReduceSent: s.ReduceSent, Reduced: s.Reduced,
+		FirstPart: s.FirstPart,
+	}
+	if s.Total > 0 {
+		j.Progress = float64(j.Completed) / float64(s.Total)
+	}
+	if len(j.Metadata) == 0 {
+		j.Metadata = json.RawMessage(`{}`)
+	}
+	if !s.CreatedAt.IsZero() {
+		t := s.CreatedAt.UTC()
+		j.Created = &t
+	}
+	return j
+}
+
+func jobIDArg(c *cli.Context) (string, error) {
+	if c.NArg() != 1 {
+		return "", usageError("%s needs exactly one JOBID argument", c.Command.Name)
+	}
+	id := c.Args().First()
+	if err := backends.ValidateJobID(id); err != nil {
+		return "", withCode(exitError, err)
+	}
+	return id, nil
+}
+
+// notFound turns ErrNotFound into "no such job: ID".
+func notFound(id string, err error) error {
+	if errors.Is(err, backends.ErrNotFound) {
+		return fmt.Errorf("no such job: %s", id)
+	}
+	return err
+}
+
+func infoCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "info",
+		Usage:     "show a job's progress and state",
+		ArgsUsage: "JOBID",
+		Description: `Shows total, completed and remaining parts, progress, state, failure reason,
+metadata, whether the reduce was sent, and when the job was created.
+
+` + jobJSONFields + `
+
+Exit codes: 0 shown (with --watch: the job completed or was reduced); 1 no such
+job or store error (with --watch: also when the job failed); 2 wrong command line.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "refresh until the job is complete or failed"},
+			&cli.DurationFlag{Name: "interval", Value: 2 * time.Second, Usage: "refresh interval for --watch"},
+			progressFlag(),
+		},
+		Action: infoAction,
+	}
+}
+
+func infoAction(c *cli.Context) error {
+	id, err := jobIDArg(c)
+	if err != nil {
+		return err
+	}
+	if c.Duration("interval") <= 0 {
+		return usageError("--interval must be positive")
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for {
+		ctx, cancel := storeCtx(c.Context)
+		s, err := st.Status(ctx, id)
+		cancel()
+		if err != nil {
+			return notFound(id, err)
+		}
+		if c.Bool("json") {
+			b, _ := json.Marshal(toJSON(s))
+			fmt.Fprintln(c.App.Writer, string(b))
+		} else {
+			printInfo(c.App.Writer, s)
+		}
+		if !c.Bool("watch") {
+			return nil
+		}
+		switch s.State() {
+		case backends.StateFailed:
+			return exitCode(exitError)
+		case backends.StateComplete, backends.StateReduced:
+			return nil
+		}
+		select {
+		case <-c.Context.Done():
+			return c.Context.Err()
+		case <-time.After(c.Duration("interval")):
+		}
+		if !c.Bool("json") {
+			fmt.Fprintln(c.App.Writer)
+		}
+	}
+}
+
+func printInfo(w io.Writer, s backends.Status) {
+	j := toJSON(s)
+	fmt.Fprintf(w, "job:        %s\n", s.ID)
+	fmt.Fprintf(w, "state:      %s\n", j.State)
+	fmt.Fprintf(w, "progress:   %d/%d parts complete (%.1f%%)\n", j.Completed, s.Total, 100*j.Progress)
+	fmt.Fprintf(w, "remaining:  %d\n", s.Remaining)
+	if s.Failed {
+		fmt.Fprintf(w, "error:      %s\n", s.Error)
+	}
+	reduce := "not sent"
+	switch {
+	case s.Reduced:
+		reduce = "sent, reduce command done"
+	case s.ReduceSent:
+		reduce = "sent"
+	}
+	fmt.Fprintf(w, "reduce:     %s\n", reduce)
+	fmt.Fprintf(w, "metadata:   %s\n", j.Metadata)
+	if j.Created != nil {
+		fmt.Fprintf(w, "created:    %s\n", j.Created.Format(time.RFC3339))
+	}
+	if s.FirstPart != 0 {
+		fmt.Fprintf(w, "parts:      numbered from %d (written by the Node watchbot-progress library)\n", s.FirstPart)
+	}
+}
+
+func lsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ls",
+		Usage: "list jobs",
+		Description: `Lists every job in the store, one a line (id, state, completed/total, created),
+in the store's order. The store is read in pages, so any number of jobs works.
+
+` + jobJSONFields,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON array of job objects"},
+			&cli.StringFlag{Name: "status", Usage: "only jobs in this state: running, failed, complete (includes reduced) or reduced"},
+			progressFlag(),
+		},
+		Action: lsAction,
+	}
+}
+
+func lsAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError("ls takes no arguments, got %q", c.Args().First())
+	}
+	filter := c.String("status")
+	switch filter {
+	case "", backends.StateRunning, backends.StateFailed, backends.StateComplete, backends.StateReduced:
+	default:
+		return usageError("--status %q: want running, failed, complete or reduced", filter)
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	w := bufio.NewWriter(c.App.Writer)
+	defer w.Flush()
+	asJSON := c.Bool("json")
+	n := 0
+	if asJSON {
+		w.WriteString("[")
+	}
+	err = st.List(c.Context, func(s backends.Status) error {
+		state := s.State()
+		if filter != "" && state != filter && !(filter == backends.StateComplete && state == backends.StateReduced) {
+			return nil
+		}
+		if asJSON {
+			if n > 0 {
+				w.WriteString(",")
+			}
+			b, _ := json.Marshal(toJSON(s))
+			w.Write(b)
+		} else {
+			created := "-"
+			if !s.CreatedAt.IsZero() {
+				created = s.CreatedAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\n", s.ID, state, s.Total-s.Remaining, s.Total, created)
+		}
+		n++
+		return nil
+	})
+	if asJSON {
+		w.WriteString("]\n")
+	}
+	if err != nil {
+		return fmt.Errorf("list jobs: %w", err)
+	}
+	return nil
+}
+
+func pendingCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "pending",
+		Usage:     "print a job's pending part ids",
+		ArgsUsage: "JOBID",
+		Description: `Prints the ids of the parts not yet complete, ascending, one a line, as they
+are read from the store (any number of parts, in bounded memory).
+
+Exit codes: 0 printed; 1 no such job or store error; 2 wrong command line.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "array", Usage: "print one JSON array instead"},
+			progressFlag(),
+		},
+		Action: pendingAction,
+	}
+}
+
+func pendingAction(c *cli.Context) error {
+	id, err := jobIDArg(c)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	w := bufio.NewWriterSize(c.App.Writer, 64*1024)
+	defer w.Flush()
+	array := c.Bool("array")
+	n := 0
+	if array {
+		w.WriteByte('[')
+	}
+	var buf []byte
+	err = st.Pending(c.Context, id, func(p int64) error {
+		if array && n > 0 {
+			w.WriteByte(',')
+		}
+		buf = strconv.AppendInt(buf[:0], p, 10)
+		if !array {
+			buf = append(buf, '\n')
+		}
+		_, err := w.Write(buf)
+		n++
+		return err
+	})
+	if err != nil {
+		w.Reset(c.App.Writer) // drop a half-written array
+		return notFound(id, err)
+	}
+	if array {
+		w.WriteString("]\n")
+	}
+	return nil
+}
+
+func failCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "fail",
+		Usage:     "fail a job by hand: its remaining parts are skipped and no reduce is sent",
+		ArgsUsage: "JOBID",
+		Description: `Marks the job failed with the reason given. A failed job stays failed; failing
+it again keeps the first reason.
+
+Exit codes: 0 failed; 1 no such job or store error; 2 wrong command line.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "reason", Value: "failed by hand (wp fail)", Usage: "why the job was stopped"},
+			progressFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			id, err := jobIDArg(c)
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(c.String("reason")) == "" {
+				return usageError("--reason must not be empty")
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			ctx, cancel := storeCtx(c.Context)
+			defer cancel()
+			if err := st.Fail(ctx, id, c.String("reason")); err != nil {
+				return notFound(id, err)
+			}
+			logger(c).Info("job failed", "jobid", id, "reason", c.String("reason"))
+			return nil
+		},
+	}
+}
+
+func rmCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "delete a job's state from the store",
+		ArgsUsage: "JOBID",
+		Description: `Deletes every trace of the job from the progress store. Map messages still in
+the queue for it are then dropped by wp run (exit 3, no such job). Asks for
+confirmation on a terminal unless --yes is given; without a terminal, --yes is
+required.
+
+Exit codes: 0 deleted; 1 no such job, not confirmed, or store error; 2 wrong command line.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
+			progressFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			id, err := jobIDArg(c)
+			if err != nil {
+				return err
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			ctx, cancel := storeCtx(c.Context)
+			defer cancel()
+			s, err := st.Status(ctx, id)
+			if err != nil {
+				return notFound(id, err)
+			}
+			if !c.Bool("yes") {
+				if !isTerminalReader(c.App.Reader) {
+					return fmt.Errorf("refusing to delete job %s without confirmation: pass --yes", id)
+				}
+				fmt.Fprintf(c.App.ErrWriter, "delete job %s (%s, %d/%d parts complete)? [y/N] ", id, s.State(), s.Total-s.Remaining, s.Total)
+				line, _ := bufio.NewReader(c.App.Reader).ReadString('\n')
+				if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+					return errors.New("not deleted")
+				}
+			}
+			if err := st.Delete(ctx, id); err != nil {
+				return notFound(id, err)
+			}
+			logger(c).Info("job deleted", "jobid", id)
+			return nil
+		},
+	}
+}

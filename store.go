@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/wp-tools/wp/backends"
+	// _ "github.com/wp-tools/wp/backends/dynamodb"
+	_ "github.com/wp-tools/wp/backends/redis"
+	"github.com/wp-tools/wp/backends/sqlite"
+)
+
+// defaultStoreTimeout bounds each store call so an unreachable store makes wp
+// give up instead of hanging. WP_STORE_TIMEOUT overrides it.
+const defaultStoreTimeout = 30 * time.Second
+
+func progressFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:    "progress",
+		Usage:   "progress store URL (redis://, rediss://, sqlite://, dynamodb://); default: dynamodb://TABLE from ProgressTable, else the SQLite file in $XDG_STATE_HOME/wp/progress.db",
+		EnvVars: []string{"WP_PROGRESS"},
+	}
+}
+
+// storeURL says which store to use and why: --progress / WP_PROGRESS, else
+// watchbot's ProgressTable (DynamoDB), else the embedded SQLite file.
+func storeURL(c *cli.Context) (string, string, error) {
+	if u := c.String("progress"); u != "" {
+		src := "--progress"
+		if !c.IsSet("progress") || os.Getenv("WP_PROGRESS") == u {
+			src = "WP_PROGRESS"
+		}
+		return u, src, nil
+	}
+	if t := os.Getenv("ProgressTable"); t != "" {
+		name, err := tableName(t)
+		if err != nil {
+			return "", "", fmt.Errorf("ProgressTable: %w", err)
+		}
+		return "dynamodb://" + name, "ProgressTable", nil
+	}
+	u, err := sqlite.DefaultURL()
+	if err != nil {
+		return "", "", fmt.Errorf("default progress store: %w (set --progress or WP_PROGRESS)", err)
+	}
+	return u, "default", nil
+}
+
+// tableName takes watchbot's ProgressTable value: a table ARN
+// (arn:aws:dynamodb:REGION:ACCOUNT:table/NAME) or a bare table name.
+func tableName(s string) (string, error) {
+	if !strings.HasPrefix(s, "arn:") {
+		return s, nil
+	}
+	i := strings.Index(s, ":table/")
+	if i < 0 || i+len(":table/") == len(s) {
+		return "", fmt.Errorf("%q is not a DynamoDB table ARN (arn:aws:dynamodb:REGION:ACCOUNT:table/NAME)", s)
+	}
+	name := s[i+len(":table/"):]
+	if j := strings.IndexByte(name, '/'); j >= 0 { // .../table/NAME/stream/...
+		name = name[:j]
+	}
+	return name, nil
+}
+
+func storeTimeout() (time.Duration, error) {
+	s := os.Getenv("WP_STORE_TIMEOUT")
+	if s == "" {
+		return defaultStoreTimeout, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("WP_STORE_TIMEOUT=%q: want a positive duration such as 30s", s)
+	}
+	return d, nil
+}
+
+// openStore opens the chosen store within the store timeout.
+func openStore(c *cli.Context) (backends.Store, error) {
+	u, src, err := storeURL(c)
+	if err != nil {
+		return nil, err
+	}
+	to, err := storeTimeout()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, to)
+	defer cancel()
+	logger(c).Debug("progress store", "url", backends.Redact(u), "from", src)
+	st, err := backends.Open(ctx, u)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%w (gave up after %v; WP_STORE_TIMEOUT sets the limit)", err, to)
+		}
+		return nil, err
+	}
+	return st, nil
+}
+
+// storeCtx bounds one store call.
+func storeCtx(parent context.Context) (context.Context, context.CancelFunc) {
+	to, err := storeTimeout()
+	if err != nil {
+		to = defaultStoreTimeout
+	}
+	return context.WithTimeout(parent, to)
+}
