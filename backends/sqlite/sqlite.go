@@ -22,8 +22,8 @@
 //
 // Many wp processes complete parts of one job at once, so the database runs
 // in WAL mode (readers never block the writer) with synchronous=NORMAL (a
-// commit is durable once the WAL is synced at checkpoint; a power cut may
-// lose the last commits but never corrupts the file) and busy_timeout.
+// commit survives a crash of the wp process; a power cut or kernel crash may
+// roll back the last commits, never corrupt the file) and busy_timeout.
 // Every write is one BEGIN IMMEDIATE transaction (the driver's
 // _txlock=immediate): the write lock is taken before anything is read, so
 // two processes can never both read "one part pending" and both decide they
