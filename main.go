@@ -199,7 +199,7 @@ PROGRESS STORES (--progress URL, env WP_PROGRESS):
 			pendingCommand(),
 			failCommand(),
 			rmCommand(),
-			// tableCommand(),
+			tableCommand(),
 		},
 	}
 	app.CustomAppHelpTemplate = cli.AppHelpTemplate

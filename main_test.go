@@ -106,6 +106,18 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"setmessage": cmdSetMessage,
 	// nopids FILE: every pid listed in FILE (one a line) is gone.
 	"nopids": cmdNoPids,
+	// dynalite: start an in-memory DynamoDB (dynalite) for this script and
+	// point AWS_ENDPOINT_URL_DYNAMODB at it.
+	"dynalite": cmdDynalite,
+}
+
+func cmdDynalite(ts *testscript.TestScript, neg bool, args []string) {
+	srv, err := testservers.StartDynalite()
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	ts.Defer(srv.Stop)
+	ts.Setenv("AWS_ENDPOINT_URL_DYNAMODB", srv.URL)
 }
 
 func cmdSNS(ts *testscript.TestScript, neg bool, args []string) {
@@ -273,7 +285,7 @@ func environ(ts *testscript.TestScript) []string {
 			env = append(env, k+"="+v)
 		}
 	}
-	for _, k := range []string{"WP_PROGRESS", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED", "WorkTopic", "HOME", "XDG_STATE_HOME", "WP_STORE_TIMEOUT", "PATH", "WORK", "TMPDIR"} {
+	for _, k := range []string{"WP_PROGRESS", "ProgressTable", "WP_FAIL_JOB_ON", "WP_LOG_FORMAT", "WP_GRACE", "WP_REDUCE_LEASE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED", "WorkTopic", "HOME", "XDG_STATE_HOME", "WP_STORE_TIMEOUT", "PATH", "WORK", "TMPDIR"} {
 		if v := ts.Getenv(k); v != "" {
 			env = append(env, k+"="+v)
 		}

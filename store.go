@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/wp-tools/wp/backends"
-	// _ "github.com/wp-tools/wp/backends/dynamodb"
+	"github.com/wp-tools/wp/backends/dynamodb"
 	_ "github.com/wp-tools/wp/backends/redis"
 	"github.com/wp-tools/wp/backends/sqlite"
 )
@@ -39,7 +38,7 @@ func storeURL(c *cli.Context) (string, string, error) {
 		return u, src, nil
 	}
 	if t := os.Getenv("ProgressTable"); t != "" {
-		name, err := tableName(t)
+		name, err := dynamodb.TableFromARN(t)
 		if err != nil {
 			return "", "", fmt.Errorf("ProgressTable: %w", err)
 		}
@@ -50,23 +49,6 @@ func storeURL(c *cli.Context) (string, string, error) {
 		return "", "", fmt.Errorf("default progress store: %w (set --progress or WP_PROGRESS)", err)
 	}
 	return u, "default", nil
-}
-
-// tableName takes watchbot's ProgressTable value: a table ARN
-// (arn:aws:dynamodb:REGION:ACCOUNT:table/NAME) or a bare table name.
-func tableName(s string) (string, error) {
-	if !strings.HasPrefix(s, "arn:") {
-		return s, nil
-	}
-	i := strings.Index(s, ":table/")
-	if i < 0 || i+len(":table/") == len(s) {
-		return "", fmt.Errorf("%q is not a DynamoDB table ARN (arn:aws:dynamodb:REGION:ACCOUNT:table/NAME)", s)
-	}
-	name := s[i+len(":table/"):]
-	if j := strings.IndexByte(name, '/'); j >= 0 { // .../table/NAME/stream/...
-		name = name[:j]
-	}
-	return name, nil
 }
 
 func storeTimeout() (time.Duration, error) {
