@@ -28,6 +28,7 @@ const topic = "arn:aws:sns:us-east-1:123456789012:wp-test"
 type recorder struct {
 	mu      sync.Mutex
 	batches [][2]int // {entries, bytes}
+	next    http.RoundTripper
 }
 
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -52,7 +53,7 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 			r.mu.Unlock()
 		}
 	}
-	return http.DefaultTransport.RoundTrip(req)
+	return r.next.RoundTrip(req)
 }
 
 func (r *recorder) calls() [][2]int {
@@ -77,7 +78,11 @@ func setup(t testing.TB) *env {
 		t.Fatalf("start snsfake: %v", err)
 	}
 	t.Cleanup(s.Close)
-	rec := &recorder{}
+	// Pool connections the way NewFromEnv's client does.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	t.Cleanup(tr.CloseIdleConnections)
+	rec := &recorder{next: tr}
 	cfg := aws.Config{
 		Region:      "us-east-1",
 		Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
