@@ -25,12 +25,43 @@ var completeNames = func() map[string]string {
 }()
 
 // Complete records part as done: see the package comment for the writes and
-// their cost.
+// their cost. The common case is one request: the conditional delete of the
+// part from its shard. Everything else (unknown or failed job, legacy job,
+// part out of range, duplicate) makes that condition fail, and only then is
+// the job item read to tell which.
 func (st *Store) Complete(ctx context.Context, jobID string, part int64) (backends.Completion, error) {
 	var c backends.Completion
 	if jobID == "" {
 		return c, fmt.Errorf("complete: job id is empty: %w", backends.ErrNotFound)
 	}
+	s, off := part/shardSize, part%shardSize
+	if part >= 0 {
+		out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+			TableName:                 aws.String(st.table),
+			Key:                       key(shardKey(jobID, s)),
+			UpdateExpression:          aws.String("DELETE #parts :p SET #t = :now"),
+			ConditionExpression:       aws.String("contains(#parts, :pv) AND attribute_not_exists(#f)"),
+			ExpressionAttributeNames:  names(attrParts, attrT, attrFailed),
+			ExpressionAttributeValues: item{":p": numSet(off), ":pv": num(off), ":now": num(st.nowMS())},
+			ReturnValues:              types.ReturnValueUpdatedNew,
+		})
+		if err == nil {
+			if _, left := out.Attributes[attrParts]; left {
+				return c, nil
+			}
+			// This completion emptied the shard: tell its group, and
+			// maybe the job.
+			c.Finisher, c.Done, err = st.propagate(ctx, jobID, s)
+			if err != nil {
+				return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, err)
+			}
+			return c, nil
+		}
+		if !isCondFailed(err) {
+			return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, st.wrap("update shard", err))
+		}
+	}
+	// The rare path: find out why the part was not pending.
 	it, err := st.getItem(ctx, jobID, completeProjection, completeNames)
 	if err != nil {
 		return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, err)
@@ -46,49 +77,22 @@ func (st *Store) Complete(ctx context.Context, jobID string, part int64) (backen
 	if j.legacy {
 		return st.completeLegacy(ctx, j, part)
 	}
+	if j.shardSize != shardSize || j.groupSize != groupSize {
+		return c, fmt.Errorf("complete part %d of %s: the job was written by another version of wp (shards of %d, groups of %d)", part, jobID, j.shardSize, j.groupSize)
+	}
 	if part < 0 || part >= j.total {
 		return c, fmt.Errorf("complete part %d of %s (parts 0 to %d): %w", part, jobID, j.total-1, backends.ErrPartRange)
 	}
-	if !j.groupsLeft {
-		// Every part is done already.
-		c.Duplicate, c.Done = true, true
-		return c, nil
-	}
-	s, off := part/j.shardSize, part%j.shardSize
-	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
-		TableName:                 aws.String(st.table),
-		Key:                       key(shardKey(jobID, s)),
-		UpdateExpression:          aws.String("DELETE #parts :p SET #t = :now"),
-		ConditionExpression:       aws.String("contains(#parts, :pv)"),
-		ExpressionAttributeNames:  names(attrParts, attrT),
-		ExpressionAttributeValues: item{":p": numSet(off), ":pv": num(off), ":now": num(st.nowMS())},
-		ReturnValues:              types.ReturnValueUpdatedNew,
-	})
-	if err == nil {
-		if _, left := out.Attributes[attrParts]; left {
-			return c, nil
-		}
-		// This completion emptied the shard: tell its group, and maybe
-		// the job.
-		c.Finisher, c.Done, err = st.propagate(ctx, j, s)
-		if err != nil {
-			return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, err)
-		}
-		return c, nil
-	}
-	if !isCondFailed(err) {
-		return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, st.wrap("update shard", err))
-	}
-	// The part was not pending: a duplicate (or the job went away).
 	c.Duplicate = true
+	if !j.groupsLeft {
+		c.Done = true
+		return c, nil
+	}
 	sh, err := st.getItem(ctx, shardKey(jobID, s), "", nil)
 	if err != nil {
 		return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, err)
 	}
 	if sh == nil {
-		if _, err := st.getJob(ctx, jobID); err != nil {
-			return c, fmt.Errorf("complete part %d: %w", part, err)
-		}
 		return c, fmt.Errorf("complete part %d of %s: shard item %s is missing (the job is damaged: delete it and create it again)", part, jobID, shardKey(jobID, s))
 	}
 	if _, left := sh[attrParts]; left {
@@ -100,7 +104,7 @@ func (st *Store) Complete(ctx context.Context, jobID string, part int64) (backen
 	if t, _ := getNum(sh, attrT); st.nowMS()-t < st.repairAfter.Milliseconds() {
 		return c, nil
 	}
-	c.Done, err = st.repair(ctx, j, s)
+	c.Done, err = st.repair(ctx, jobID, s)
 	if err != nil {
 		return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, err)
 	}
@@ -110,13 +114,13 @@ func (st *Store) Complete(ctx context.Context, jobID string, part int64) (backen
 // propagate removes the emptied shard s from its group and, if that emptied
 // the group, the group from the job. finisher is true for the caller whose
 // write removed the job's last group.
-func (st *Store) propagate(ctx context.Context, j *jobItem, s int64) (finisher, done bool, err error) {
-	g, off := s/j.groupSize, s%j.groupSize
-	emptied, err := st.removeFromGroup(ctx, j.id, g, off)
+func (st *Store) propagate(ctx context.Context, id string, s int64) (finisher, done bool, err error) {
+	g, off := s/groupSize, s%groupSize
+	emptied, err := st.removeFromGroup(ctx, id, g, off)
 	if err != nil || !emptied {
 		return false, false, err
 	}
-	return st.removeGroup(ctx, j.id, g)
+	return st.removeGroup(ctx, id, g)
 }
 
 // removeFromGroup deletes shard offset off from group g. emptied is true when
@@ -168,17 +172,17 @@ func (st *Store) removeGroup(ctx context.Context, id string, g int64) (finisher,
 // repair finishes the propagation of shard s, found empty long after its
 // last completion. It never reports a finisher: the reduce of a job whose
 // finisher died is sent through ClaimReduce.
-func (st *Store) repair(ctx context.Context, j *jobItem, s int64) (done bool, err error) {
-	g, off := s/j.groupSize, s%j.groupSize
-	grp, err := st.getItem(ctx, groupKey(j.id, g), "", nil)
+func (st *Store) repair(ctx context.Context, id string, s int64) (done bool, err error) {
+	g, off := s/groupSize, s%groupSize
+	grp, err := st.getItem(ctx, groupKey(id, g), "", nil)
 	if err != nil {
 		return false, err
 	}
 	switch {
 	case grp == nil:
-		return st.jobDone(ctx, j.id)
+		return st.jobDone(ctx, id)
 	case nsContains(grp, attrLeft, off):
-		emptied, err := st.removeFromGroup(ctx, j.id, g, off)
+		emptied, err := st.removeFromGroup(ctx, id, g, off)
 		if err != nil || !emptied {
 			return false, err
 		}
@@ -190,7 +194,7 @@ func (st *Store) repair(ctx context.Context, j *jobItem, s int64) (done bool, er
 			return false, nil
 		}
 	}
-	_, done, err = st.removeGroup(ctx, j.id, g)
+	_, done, err = st.removeGroup(ctx, id, g)
 	return done, err
 }
 

@@ -46,19 +46,29 @@
 //
 // # Cost of a completion
 //
-// Complete reads the job item (one strongly consistent GetItem: 1 RCU for a
-// job item under 4 KB, no WCU; it tells a failed job, the layout, the total
-// and whether the job is done), then deletes the part from its shard with
-// UpdateItem "DELETE parts :p" on condition contains(parts, :p): 1 WCU. The
-// completion that empties a shard (1 in 256) also deletes the shard from its
-// group item (1 WCU), and the one that empties a group (1 in 65,536) deletes
-// the group from the job item (the job item's size in KB, a few WCU). On
-// average that is 1 + 1/256 + (job item KB)/65536, about 1.004 WCU per part,
-// at 1,000 parts as at 1,000,000. No item takes every write: the job item is
-// written once per 65,536 parts.
+// Complete makes one request in the common case: UpdateItem on the shard,
+// "DELETE parts :p SET t = :now" on condition contains(parts, :p) and
+// attribute_not_exists(f): 1 WCU, and no read. The completion that empties
+// a shard (1 in 256) also deletes the shard from its group item (1 WCU), and
+// the one that empties a group (1 in 65,536) deletes the group from the job
+// item (the job item's size in KB, a few WCU). On average that is
+// 1 + 1/256 + (job item KB)/65536, about 1.004 WCU per part, at 1,000 parts
+// as at 1,000,000 (measured on dynalite with ReturnConsumedCapacity: 1.004
+// to 1.005). No item takes every write: the job item is written once per
+// 65,536 parts.
 //
-// A duplicate costs the same GetItem, a refused conditional write (1 WCU) and
-// one more GetItem of the shard.
+// Everything unusual makes that condition fail: a duplicate, an unknown job
+// (no shard item), a part out of range (no such offset or shard), a legacy
+// job (no shard items), a failed job (Fail marks every pending shard with
+// f). Only then does Complete read the job item (strongly consistent, 1 RCU)
+// to tell which, and for a duplicate the shard item. A refused conditional
+// write still costs 1 WCU, so a duplicate costs 1 WCU and about 2 RCU, and a
+// completion of a legacy job 1 WCU more than the legacy write itself.
+//
+// A job being written by CreateJob is invisible, but its shard items exist
+// while it is written: a Complete reaching them then (it would need a map
+// message of a job not yet created) records the part. If that CreateJob is
+// abandoned and taken over, the rewrite erases it.
 //
 // # Why sets at every level, and no counter
 //

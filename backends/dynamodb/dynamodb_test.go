@@ -635,3 +635,37 @@ func TestConsumedCapacity(t *testing.T) {
 	}
 	t.Logf("legacy layout, 10,000 parts: %.0f WCU per completion", *out.ConsumedCapacity.CapacityUnits)
 }
+
+// TestFail_ManyShards: Fail marks every pending shard, so completions in any
+// shard of a failed job record nothing.
+func TestFail_ManyShards(t *testing.T) {
+	st, _ := newTable(t)
+	ctx := testCtx(t)
+	if err := st.CreateJob(ctx, backends.Job{ID: "job", Total: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	// Empty shard 0 entirely: it must not need a mark.
+	for p := int64(0); p < 256; p++ {
+		if _, err := st.Complete(ctx, "job", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Fail(ctx, "job", "boom"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []int64{0, 300, 600, 999} {
+		if _, err := st.Complete(ctx, "job", p); !errors.Is(err, backends.ErrJobFailed) {
+			t.Errorf("Complete(%d) of a failed job: err = %v, want ErrJobFailed", p, err)
+		}
+	}
+	s, err := st.Status(ctx, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.Remaining, int64(1000-256); got != want || !s.Failed {
+		t.Errorf("Status = %+v, want failed with %d remaining", s, want)
+	}
+	if !getBool(rawItem(t, st, "job"), attrFailMarked) {
+		t.Error("failMarked not set after Fail")
+	}
+}

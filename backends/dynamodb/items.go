@@ -34,6 +34,8 @@ const (
 	attrParts       = "parts" // shard items, and legacy job items
 	attrLeft        = "left"  // group items
 	attrT           = "t"     // shard and group items
+	attrFailed      = "f"     // shard items of a failed job
+	attrFailMarked  = "failMarked"
 	pyReduceSentKey = "reduce_message_sent"
 
 	deletingToken = "deleting"

@@ -108,6 +108,28 @@ func (st *Store) remaining(ctx context.Context, jobs []*jobItem) (map[string]int
 	return rem, nil
 }
 
+// pendingShards lists the keys of a wp job's shard items that its pending
+// groups still list.
+func (st *Store) pendingShards(ctx context.Context, j *jobItem) ([]string, error) {
+	gs, _ := getNS(j.raw, attrGroups)
+	keys := make([]string, len(gs))
+	for i, g := range gs {
+		keys[i] = groupKey(j.id, g)
+	}
+	grps, err := st.getMany(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i, g := range gs {
+		offs, _ := getNS(grps[keys[i]], attrLeft)
+		for _, off := range offs {
+			out = append(out, shardKey(j.id, g*j.groupSize+off))
+		}
+	}
+	return out, nil
+}
+
 // getMany reads items by id with BatchGetItem (100 keys a call, strongly
 // consistent, batchWorkers calls in flight). Missing items are absent from
 // the result.

@@ -3,6 +3,7 @@ package dynamodb
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -48,10 +49,65 @@ func (st *Store) updateJob(ctx context.Context, what, id, update, cond string, n
 }
 
 // Fail sets error (the attribute both legacy libraries use) unless it is
-// set already: the first reason stays.
+// set already: the first reason stays. For a wp job it then marks every
+// still-pending shard item failed (f), so that Complete's one conditional
+// write refuses them; failMarked on the job item records that this was
+// done, so an interrupted Fail is finished by the next. Cost: one write per
+// pending shard (at most total/256), once.
 func (st *Store) Fail(ctx context.Context, jobID, reason string) error {
-	_, err := st.updateJob(ctx, "fail job", jobID, "SET #error = :r", " AND attribute_not_exists(#error)",
-		names(attrError), item{":r": str(reason)})
+	if _, err := st.updateJob(ctx, "fail job", jobID, "SET #error = :r", " AND attribute_not_exists(#error)",
+		names(attrError), item{":r": str(reason)}); err != nil {
+		return err
+	}
+	j, err := st.getJob(ctx, jobID)
+	if err != nil {
+		return fmt.Errorf("fail job: %w", err)
+	}
+	if j.legacy || getBool(j.raw, attrFailMarked) {
+		return nil
+	}
+	keys, err := st.pendingShards(ctx, j)
+	if err != nil {
+		return fmt.Errorf("fail job %s: %w", jobID, err)
+	}
+	ctx2, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for w := 0; w < min(batchWorkers, len(keys)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range work {
+				_, err := st.db.UpdateItem(ctx2, &ddb.UpdateItemInput{
+					TableName:                 aws.String(st.table),
+					Key:                       key(k),
+					UpdateExpression:          aws.String("SET #f = :t"),
+					ConditionExpression:       aws.String("attribute_exists(#parts)"),
+					ExpressionAttributeNames:  names(attrFailed, attrParts),
+					ExpressionAttributeValues: item{":t": boolean(true)},
+				})
+				if err != nil && !isCondFailed(err) {
+					cancel(st.wrap("mark shard "+k+" failed", err))
+					return
+				}
+			}
+		}()
+	}
+feed:
+	for _, k := range keys {
+		select {
+		case work <- k:
+		case <-ctx2.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if err := context.Cause(ctx2); err != nil {
+		return fmt.Errorf("fail job %s (run it again to finish): %w", jobID, err)
+	}
+	_, err = st.updateJob(ctx, "fail job", jobID, "SET #fm = :t", "", map[string]string{"#fm": attrFailMarked}, item{":t": boolean(true)})
 	return err
 }
 
