@@ -65,6 +65,14 @@
 // case as a worker crashing after Complete: Done && !ReduceSent tells the
 // caller to ClaimReduce.
 //
+// Concurrent Complete calls of one process share round trips: see batch.go.
+// A lone call is sent at once; calls that arrive while others are in flight
+// go out together as one pipeline (each script still atomic on its own).
+// With 32 goroutines on the 2-core test machine this took BenchmarkComplete32
+// from about 40,000 to about 60,000 completions/s. go-redis's own
+// AutoPipeline was tried and not used: it is marked experimental and, with
+// the server stopped, kept a call with a 2s context deadline waiting 30s.
+//
 // # Listing and Redis Cluster
 //
 // List walks the keyspace with SCAN MATCH wp:{*}:job COUNT 1000 and reads
@@ -135,7 +143,8 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 
 // Store is the Redis progress store.
 type Store struct {
-	c *goredis.Client
+	c     *goredis.Client
+	batch *batcher
 }
 
 var _ backends.Store = (*Store)(nil)
@@ -154,7 +163,7 @@ func Open(ctx context.Context, u *url.URL) (backends.Store, error) {
 		c.Close()
 		return nil, fmt.Errorf("connect to redis at %s (db %d): %w (check the store URL, its password, and that the server is up)", opt.Addr, opt.DB, err)
 	}
-	return &Store{c: c}, nil
+	return &Store{c: c, batch: newBatcher(c)}, nil
 }
 
 // parseOptions turns a redis:// or rediss:// URL into client options with
@@ -352,7 +361,7 @@ func (s *Store) Complete(ctx context.Context, jobID string, part int64) (backend
 	if err := checkID(jobID); err != nil {
 		return backends.Completion{}, err
 	}
-	r, err := completeScript.Run(ctx, s.c, []string{jobKey(jobID), doneKey(jobID)}, part).Int64Slice()
+	r, err := s.batch.complete(ctx, []string{jobKey(jobID), doneKey(jobID)}, part)
 	if err != nil {
 		return backends.Completion{}, fmt.Errorf("complete part %d of job %s: %w", part, jobID, err)
 	}
@@ -601,5 +610,6 @@ func (s *Store) Delete(ctx context.Context, jobID string) error {
 
 // Close implements backends.Store.
 func (s *Store) Close() error {
+	s.batch.close()
 	return s.c.Close()
 }

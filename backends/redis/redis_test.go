@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -278,6 +280,7 @@ func TestStoppedServer(t *testing.T) {
 	}
 	for _, call := range calls {
 		done := make(chan error, 1)
+		t0 := time.Now()
 		go func() {
 			_, err := call.st.Complete(call.ctx, "stopped", 0)
 			done <- err
@@ -287,14 +290,16 @@ func TestStoppedServer(t *testing.T) {
 			if err == nil {
 				t.Fatalf("%s: Complete against a stopped server succeeded", call.name)
 			}
-			t.Logf("%s: stopped server: %v", call.name, err)
+			t.Logf("%s: stopped server after %v: %v", call.name, time.Since(t0), err)
 		case <-time.After(5 * time.Minute):
 			t.Fatalf("%s: Complete against a stopped server did not return", call.name)
 		}
 	}
 
 	cont()
+	t0 := time.Now()
 	c, err := st.Complete(ctx, "stopped", 1)
+	t.Logf("after resume %v", time.Since(t0))
 	if err != nil {
 		t.Fatalf("Complete after the server resumed: %v", err)
 	}
@@ -342,5 +347,85 @@ func TestLayout(t *testing.T) {
 	}
 	if got := st.c.HGet(ctx, "wp:{lay-1}:job", "remaining").Val(); got != "9" {
 		t.Errorf("remaining = %q, want 9", got)
+	}
+}
+
+// TestScriptCacheLost: after SCRIPT FLUSH (or a server restart) Complete
+// loads its script again, for a lone call and for pipelined batches.
+func TestScriptCacheLost(t *testing.T) {
+	st := openShared(t)
+	ctx := testCtx(t, time.Minute)
+	const total = 400
+	if err := st.CreateJob(ctx, backends.Job{ID: "flushed", Total: total}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := st.Complete(ctx, "flushed", 0); err != nil || c.Duplicate {
+		t.Fatalf("lone Complete after SCRIPT FLUSH = %+v, %v", c, err)
+	}
+	if err := st.c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var finishers atomic.Int64
+	errs := make(chan error, total)
+	for p := int64(1); p < total; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := st.Complete(ctx, "flushed", p)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if c.Finisher {
+				finishers.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent Complete after SCRIPT FLUSH: %v", err)
+	}
+	if got, want := finishers.Load(), int64(1); got != want {
+		t.Errorf("finishers = %d, want %d", got, want)
+	}
+	s, err := st.Status(ctx, "flushed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Remaining != 0 {
+		t.Errorf("Remaining = %d, want 0", s.Remaining)
+	}
+}
+
+// TestCompleteContext: a caller whose context has ended gets its error and
+// nothing is recorded; a closed store refuses calls.
+func TestCompleteContext(t *testing.T) {
+	st := openShared(t)
+	ctx := testCtx(t, time.Minute)
+	if err := st.CreateJob(ctx, backends.Job{ID: "ctx-job", Total: 2}); err != nil {
+		t.Fatal(err)
+	}
+	dead, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := st.Complete(dead, "ctx-job", 0); !errors.Is(err, context.Canceled) {
+		t.Errorf("Complete with a cancelled context: err = %v, want context.Canceled", err)
+	}
+	if s, err := st.Status(ctx, "ctx-job"); err != nil || s.Remaining != 2 {
+		t.Errorf("after a cancelled Complete: %+v, %v; want 2 remaining", s, err)
+	}
+	st2, err := backends.Open(ctx, shared.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st2.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := st2.Complete(ctx, "ctx-job", 0); err == nil {
+		t.Error("Complete on a closed store succeeded")
 	}
 }
