@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -127,6 +128,12 @@ func isUsageError(err error) bool {
 
 func versionString() string {
 	v := version
+	if v == "dev" {
+		// A `go install .../wp@vX` build carries its module version.
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+	}
 	if commit != "" {
 		v += " (commit " + commit
 		if date != "" {
@@ -200,6 +207,7 @@ PROGRESS STORES (--progress URL, env WP_PROGRESS):
 			failCommand(),
 			rmCommand(),
 			tableCommand(),
+			completionCommand(),
 		},
 	}
 	app.CustomAppHelpTemplate = cli.AppHelpTemplate

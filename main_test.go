@@ -73,6 +73,7 @@ func setupScript(env *testscript.Env) error {
 		"HOME":                      filepath.Join(env.WorkDir, "home"),
 		"XDG_STATE_HOME":            filepath.Join(env.WorkDir, "state"),
 		"WP_STORE_TIMEOUT":          "10s",
+		"EXAMPLES":                  filepath.Join(testservers.RepoRoot(), "examples"),
 	} {
 		env.Setenv(k, v)
 	}

@@ -20,9 +20,13 @@ import (
 const defaultStoreTimeout = 30 * time.Second
 
 func progressFlag() cli.Flag {
+	usage := "progress store URL (redis://, rediss://, sqlite://, dynamodb://); default: dynamodb://TABLE from ProgressTable, else the SQLite file $XDG_STATE_HOME/wp/progress.db"
+	if u, src, err := defaultStoreURL(); err == nil {
+		usage += fmt.Sprintf(" (here, from %s: %s)", src, backends.Redact(u))
+	}
 	return &cli.StringFlag{
 		Name:    "progress",
-		Usage:   "progress store URL (redis://, rediss://, sqlite://, dynamodb://); default: dynamodb://TABLE from ProgressTable, else the SQLite file in $XDG_STATE_HOME/wp/progress.db",
+		Usage:   usage,
 		EnvVars: []string{"WP_PROGRESS"},
 	}
 }
@@ -37,6 +41,11 @@ func storeURL(c *cli.Context) (string, string, error) {
 		}
 		return u, src, nil
 	}
+	return defaultStoreURL()
+}
+
+// defaultStoreURL is the store used without --progress and WP_PROGRESS.
+func defaultStoreURL() (string, string, error) {
 	if t := os.Getenv("ProgressTable"); t != "" {
 		name, err := dynamodb.TableFromARN(t)
 		if err != nil {
@@ -48,7 +57,7 @@ func storeURL(c *cli.Context) (string, string, error) {
 	if err != nil {
 		return "", "", fmt.Errorf("default progress store: %w (set --progress or WP_PROGRESS)", err)
 	}
-	return u, "default", nil
+	return u, "the default", nil
 }
 
 func storeTimeout() (time.Duration, error) {
