@@ -130,6 +130,12 @@ type Store interface {
 	// Status returns a snapshot of the job; Remaining is exact.
 	Status(ctx context.Context, jobID string) (Status, error)
 
+	// Peek is Status for the hot path (wp run reads it before every part):
+	// one small read whatever the job's size. Every field is as Status
+	// returns it except Remaining, which may be an estimate: 0 exactly
+	// when no part is pending, otherwise between 1 and Total.
+	Peek(ctx context.Context, jobID string) (Status, error)
+
 	// Pending calls fn with each pending part id in ascending order. It
 	// streams: memory use does not grow with the number of parts. If fn
 	// returns an error, Pending stops and returns that error.

@@ -85,6 +85,23 @@ func mustStatus(t *testing.T, st backends.Store, id string) backends.Status {
 	return s
 }
 
+// checkPeek compares Peek with the Status just read: the same job, and a
+// Remaining that is 0 exactly when Status says so and otherwise 1..Total.
+func checkPeek(t *testing.T, st backends.Store, s backends.Status) {
+	t.Helper()
+	p, err := st.Peek(ctx(t), s.ID)
+	if err != nil {
+		t.Fatalf("Peek(%s): %v", s.ID, err)
+	}
+	if (p.Remaining == 0) != (s.Remaining == 0) || p.Remaining < 0 || p.Remaining > p.Total {
+		t.Errorf("Peek Remaining = %d with Status Remaining %d of %d: want 0 exactly when Status has 0, else 1..Total", p.Remaining, s.Remaining, s.Total)
+	}
+	p.Remaining = s.Remaining
+	if p.ID != s.ID || p.Total != s.Total || p.Failed != s.Failed || p.Error != s.Error || p.ReduceSent != s.ReduceSent || p.Reduced != s.Reduced || !p.CreatedAt.Equal(s.CreatedAt) || p.FirstPart != s.FirstPart || string(p.Metadata) != string(s.Metadata) {
+		t.Errorf("Peek = %+v, want the Status %+v (Remaining aside)", p, s)
+	}
+}
+
 func pending(t *testing.T, st backends.Store, id string) []int64 {
 	t.Helper()
 	var got []int64
@@ -198,6 +215,7 @@ func testCompleteStepByStep(t *testing.T, st backends.Store) {
 			}
 		}
 		s := mustStatus(t, st, "job-s")
+		checkPeek(t, st, s)
 		if got, w := s.Remaining, int64(total-i-1); got != w {
 			t.Errorf("after %d completions Remaining = %d, want %d", i+1, got, w)
 		}
@@ -237,6 +255,9 @@ func testUnknownJob(t *testing.T, st backends.Store) {
 	if _, err := st.Complete(c, id, 0); !errors.Is(err, backends.ErrNotFound) {
 		t.Errorf("Complete: err = %v, want ErrNotFound", err)
 	}
+	if _, err := st.Peek(c, id); !errors.Is(err, backends.ErrNotFound) {
+		t.Errorf("Peek: err = %v, want ErrNotFound", err)
+	}
 	if _, err := st.Status(c, id); !errors.Is(err, backends.ErrNotFound) {
 		t.Errorf("Status after Complete of unknown job: err = %v, want ErrNotFound (Complete must not create jobs)", err)
 	}
@@ -273,6 +294,7 @@ func testFail(t *testing.T, st backends.Store) {
 		t.Fatalf("Fail: %v", err)
 	}
 	s := mustStatus(t, st, "job-f")
+	checkPeek(t, st, s)
 	if !s.Failed || s.Error != "part 1 exited 3" || s.State() != backends.StateFailed {
 		t.Errorf("after Fail: %+v, want Failed with reason", s)
 	}
@@ -343,6 +365,7 @@ func testReduceClaim(t *testing.T, st backends.Store) {
 		t.Fatalf("MarkReduceSent again: %v", err)
 	}
 	s := mustStatus(t, st, "job-c")
+	checkPeek(t, st, s)
 	if !s.ReduceSent || s.Reduced || s.State() != backends.StateComplete {
 		t.Errorf("after MarkReduceSent: %+v, want ReduceSent, state complete", s)
 	}
@@ -613,6 +636,7 @@ func testMillionParts(t *testing.T, st backends.Store) {
 		}
 	}
 	s := mustStatus(t, st, "job-big")
+	checkPeek(t, st, s)
 	if got, want := s.Remaining, int64(total-len(done)); got != want {
 		t.Fatalf("Remaining = %d, want %d", got, want)
 	}

@@ -1,0 +1,12 @@
+package redis
+
+import (
+	"context"
+
+	"github.com/wp-tools/wp/backends"
+)
+
+// Peek is Status: one HGETALL, exact whatever the job's size.
+func (s *Store) Peek(ctx context.Context, jobID string) (backends.Status, error) {
+	return s.Status(ctx, jobID)
+}
