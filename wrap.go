@@ -27,6 +27,9 @@ const (
 	// the reduce. If it dies in that time, a later delivery of any part of
 	// the job sends the reduce once the lease has run out.
 	defaultReduceLease = 5 * time.Minute
+	// reduceClaimWait is how long wp run waits for another worker that
+	// holds the reduce claim to record the reduce as sent.
+	reduceClaimWait = 5 * time.Second
 )
 
 func runCommand() *cli.Command {
@@ -66,7 +69,9 @@ Exit codes:
    3    the message can never succeed (no Message, not JSON, bad jobid or
         partid, no such job): watchbot drops it
    75   the store or SNS could not be reached, before CMD ran (CMD is then not
-        run) or while recording its result: watchbot retries the message
+        run) or while recording its result; or every part is complete and
+        another worker has held the reduce claim for 5s without recording
+        the reduce as sent (it may have died): watchbot retries the message
    126, 127  CMD could not be started (not executable, not found)`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "fail-job-on", Usage: "exit codes of CMD that fail the whole job, e.g. 3,10-20", EnvVars: []string{"WP_FAIL_JOB_ON"}},
@@ -328,6 +333,11 @@ type partRunner struct {
 	grace     time.Duration
 	lease     time.Duration
 	log       *slog.Logger
+	// awaitClaim: when another worker holds the reduce claim, wait up to
+	// reduceClaimWait for it to record the reduce as sent, then exit 75
+	// (retry) rather than 0, so that a dead finisher's reduce is not lost
+	// with this message (wp run; wp local is one process).
+	awaitClaim bool
 }
 
 // outcome is what handling one delivery came to.
@@ -412,10 +422,12 @@ func (r *partRunner) handle(ctx context.Context, d delivery, spec childSpec, sig
 	}
 }
 
+// status reads the job the cheap way (Peek): Remaining is only known to be
+// zero or not, which is all a delivery needs.
 func (r *partRunner) status(ctx context.Context, id string) (backends.Status, error) {
 	c, cancel := storeCtx(ctx)
 	defer cancel()
-	return r.store.Status(c, id)
+	return r.store.Peek(c, id)
 }
 
 func (r *partRunner) fail(ctx context.Context, id, reason string) error {
@@ -479,18 +491,56 @@ func (r *partRunner) ensureReduce(ctx context.Context, lg *slog.Logger, jobID st
 	if sent {
 		return outcome{code: exitOK}
 	}
+	deadline := time.Now().Add(reduceClaimWait)
+	var token string
+	for {
+		var ok bool
+		var err error
+		cc, ccancel := storeCtx(ctx)
+		token, ok, err = r.store.ClaimReduce(cc, jobID, r.lease)
+		ccancel()
+		if err != nil {
+			lg.Error("cannot claim the reduce; the message will be retried", "error", err.Error())
+			return outcome{code: exitRetry}
+		}
+		if ok {
+			break
+		}
+		if !r.awaitClaim {
+			lg.Info("reduce already sent or being sent by another worker")
+			return outcome{code: exitOK}
+		}
+		// Another worker holds the claim. If it is alive it records the
+		// reduce as sent within moments; if it died, exiting 0 here would
+		// delete this message, and the reduce would be lost whenever no
+		// other delivery comes after the claim runs out.
+		sc, scancel := storeCtx(ctx)
+		st, err := r.store.Status(sc, jobID)
+		scancel()
+		if err != nil {
+			lg.Error("cannot read the job to learn whether the reduce was sent; the message will be retried", "error", err.Error())
+			return outcome{code: exitRetry}
+		}
+		if st.ReduceSent || st.Failed {
+			lg.Info("reduce already sent by another worker")
+			return outcome{code: exitOK}
+		}
+		if time.Now().After(deadline) {
+			lg.Warn("another worker holds the reduce claim but has not recorded the reduce as sent (it may have died; its claim runs out after the reduce lease): the message will be retried so that the reduce is not lost", "lease", r.lease.String())
+			return outcome{code: exitRetry}
+		}
+		select {
+		case <-ctx.Done():
+			return outcome{code: exitRetry}
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	err := r.pub.Publish(ctx, "reduce", reduceBody(jobID, meta))
+	// The publish may have taken its retries' time: bound the store calls
+	// that follow on their own.
 	c, cancel := storeCtx(ctx)
 	defer cancel()
-	token, ok, err := r.store.ClaimReduce(c, jobID, r.lease)
 	if err != nil {
-		lg.Error("cannot claim the reduce; the message will be retried", "error", err.Error())
-		return outcome{code: exitRetry}
-	}
-	if !ok {
-		lg.Info("reduce already sent or being sent by another worker")
-		return outcome{code: exitOK}
-	}
-	if err := r.pub.Publish(ctx, "reduce", reduceBody(jobID, meta)); err != nil {
 		if rerr := r.store.ReleaseReduce(c, jobID, token); rerr != nil {
 			lg.Warn("cannot release the reduce claim; it expires by itself", "lease", r.lease.String(), "error", rerr.Error())
 		}
@@ -588,12 +638,13 @@ func runAction(c *cli.Context) error {
 	defer st.Close()
 	pub := &lazyPublisher{topic: c.String("topic")}
 	r := &partRunner{
-		store:     st,
-		pub:       pub,
-		failJobOn: failOn,
-		grace:     c.Duration("grace"),
-		lease:     c.Duration("reduce-lease"),
-		log:       lg,
+		store:      st,
+		pub:        pub,
+		failJobOn:  failOn,
+		grace:      c.Duration("grace"),
+		lease:      c.Duration("reduce-lease"),
+		log:        lg,
+		awaitClaim: true,
 	}
 	spec := childSpec{argv: argv, env: os.Environ(), stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, grace: r.grace}
 	o := r.handle(c.Context, d, spec, sigs)
