@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/urfave/cli/v2"
@@ -66,6 +67,11 @@ func parseMetadata(s string) (json.RawMessage, error) {
 	}
 	if b[0] != '{' || !json.Valid(b) {
 		return nil, fmt.Errorf("--metadata must be a JSON object, e.g. '{\"name\": \"nightly\"}'")
+	}
+	// json.Valid accepts invalid UTF-8 inside strings, but SNS refuses it:
+	// the reduce message could never be sent.
+	if !utf8.Valid(b) {
+		return nil, errors.New("--metadata is not valid UTF-8")
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, b); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,6 +111,12 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	// dynalite: start an in-memory DynamoDB (dynalite) for this script and
 	// point AWS_ENDPOINT_URL_DYNAMODB at it.
 	"dynalite": cmdDynalite,
+	// blackhole NAME: listen on a loopback port that accepts connections
+	// and never answers; set NAME to its host:port.
+	"blackhole": cmdBlackhole,
+	// redispass PASSWORD: start a redis-server that requires PASSWORD and
+	// point WP_PROGRESS at it (with the password in the URL).
+	"redispass": cmdRedisPass,
 }
 
 func cmdDynalite(ts *testscript.TestScript, neg bool, args []string) {
@@ -370,4 +377,47 @@ func isZombie(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
+}
+
+func cmdBlackhole(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: blackhole NAME")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never read or answered
+			mu.Unlock()
+		}
+	}()
+	ts.Defer(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	ts.Setenv(args[0], ln.Addr().String())
+}
+
+func cmdRedisPass(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: redispass PASSWORD")
+	}
+	r, err := testservers.StartRedis("--requirepass", args[0])
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	ts.Defer(r.Stop)
+	ts.Setenv("WP_PROGRESS", "redis://:"+args[0]+"@"+r.Addr+"/0")
+	ts.Setenv("REDIS_ADDR", r.Addr)
 }
