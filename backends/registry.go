@@ -68,9 +68,12 @@ func ParseURL(rawURL string) (*url.URL, error) {
 		return nil, fmt.Errorf("progress store URL is empty (known schemes: %s)", strings.Join(Schemes(), ", "))
 	}
 	u, err := url.Parse(rawURL)
-	if err != nil {
+	if err != nil || atAfterAuthority(rawURL) {
 		// url.Error quotes the URL, and its reason can quote part of
-		// the password (as an "invalid port"): say neither.
+		// the password (as an "invalid port"): say neither. An '@'
+		// after a non-empty authority is a password holding '/', '?' or
+		// '#' that parsed as a path, query or fragment: a store would
+		// quote that text in its errors.
 		return nil, fmt.Errorf("progress store URL %s does not parse (percent-encode characters such as '/', '?', '#' and '@' in a password)", Redact(rawURL))
 	}
 	if u.Scheme == "" {
@@ -83,7 +86,7 @@ func ParseURL(rawURL string) (*url.URL, error) {
 // strings that do not parse too, so it is safe to call on anything a user
 // typed before printing it.
 func Redact(rawURL string) string {
-	if u, err := url.Parse(rawURL); err == nil {
+	if u, err := url.Parse(rawURL); err == nil && !atAfterAuthority(rawURL) {
 		if _, has := u.User.Password(); has {
 			u.User = url.UserPassword(u.User.Username(), "xxxxx")
 			return u.String()
@@ -103,4 +106,18 @@ func Redact(rawURL string) string {
 		return rawURL[:i+3] + "xxxxx@" + rest[at+1:]
 	}
 	return rawURL
+}
+
+// atAfterAuthority reports an '@' after a non-empty authority ("//host"):
+// what a password holding an unencoded '/', '?' or '#' looks like
+// ("redis://:123/abc@host" parses with "/abc@host" as its path). A URL with
+// an empty authority ("sqlite:///dir/a@b.db") may hold '@' in its path.
+func atAfterAuthority(rawURL string) bool {
+	i := strings.Index(rawURL, "://")
+	if i < 0 {
+		return false
+	}
+	rest := rawURL[i+3:]
+	end := strings.IndexAny(rest, "/?#")
+	return end > 0 && strings.LastIndex(rest, "@") > end
 }
