@@ -157,7 +157,8 @@ const exitCodesHelp = `EXIT CODES (wp's own; wp run passes its command's code th
    1    error (bad input, no such job, store error)
    2    wrong command line
    3    wp run: the message can never succeed; watchbot drops it
-   75   wp run: the store or SNS could not be reached; watchbot retries
+   75   wp run: the store or SNS could not be reached, or another worker holds the
+        reduce claim without recording it; watchbot retries
    128+N  wp run: the command was killed by signal N`
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {

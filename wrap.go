@@ -26,7 +26,7 @@ const (
 	// defaultReduceLease is how long a finisher holds the right to publish
 	// the reduce. If it dies in that time, a later delivery of any part of
 	// the job sends the reduce once the lease has run out.
-	defaultReduceLease = 5 * time.Minute
+	defaultReduceLease = 2 * time.Minute
 	// reduceClaimWait is how long wp run waits for another worker that
 	// holds the reduce claim to record the reduce as sent.
 	reduceClaimWait = 5 * time.Second
@@ -390,6 +390,24 @@ func (r *partRunner) handle(ctx context.Context, d delivery, spec childSpec, sig
 		return o
 	}
 
+	o, lg, handled := r.runCommand(ctx, lg, m, spec, sigs)
+	switch {
+	case handled:
+		return o
+	case o.childRC == 0:
+		return r.complete(ctx, lg, m, st, o)
+	default:
+		lg.Warn("command failed: nothing recorded; the message will be retried")
+		return o
+	}
+}
+
+// runCommand runs the command for one message and deals with what map and
+// reduce share: a command that was interrupted, and a fail-job code. It
+// returns handled == false when the caller still has to act on the exit
+// code (0, or another code), with a logger that carries the exit code and
+// duration.
+func (r *partRunner) runCommand(ctx context.Context, lg *slog.Logger, m message, spec childSpec, sigs <-chan os.Signal) (outcome, *slog.Logger, bool) {
 	spec.env = partEnv(spec.env, m, lg)
 	res, err := runChild(ctx, spec, sigs, lg)
 	if err != nil {
@@ -397,29 +415,32 @@ func (r *partRunner) handle(ctx context.Context, d delivery, spec childSpec, sig
 	}
 	o := outcome{ran: err == nil, childRC: res.code, code: res.code}
 	lg = lg.With("exit_code", res.code, "duration_ms", res.took.Milliseconds())
+	what := fmt.Sprintf("part %d", m.part)
+	if m.subject == "reduce" {
+		what = "reduce"
+	}
 	switch {
 	case res.signal != nil:
+		// Nothing is recorded, even if the command exited 0 after the
+		// signal: it may have stopped half way. Exit non-zero so the
+		// message is retried.
 		if o.code == 0 {
 			o.code = 128 + int(res.signal.(syscall.Signal))
 		}
-		lg.Warn("interrupted: nothing recorded for this part; the message will be retried", "signal", res.signal.String())
-		return o
-	case res.code == 0:
-		return r.complete(ctx, lg, m, st, o)
-	case r.failJobOn[res.code]:
-		reason := fmt.Sprintf("part %d exited with code %d", m.part, res.code)
+		lg.Warn("interrupted: nothing recorded for the "+what+"; the message will be retried", "signal", res.signal.String())
+		return o, lg, true
+	case res.code != 0 && r.failJobOn[res.code]:
+		reason := fmt.Sprintf("%s exited with code %d", what, res.code)
 		if err := r.fail(ctx, m.jobID, reason); err != nil {
 			lg.Error("command asked to fail the job, but the progress store could not record it; the message will be retried", "error", err.Error())
 			o.code = exitRetry
-			return o
+			return o, lg, true
 		}
 		lg.Warn("job failed: later parts will be skipped", "reason", reason)
 		o.failed = true
-		return o
-	default:
-		lg.Warn("command failed: nothing recorded; the message will be retried")
-		return o
+		return o, lg, true
 	}
+	return o, lg, false
 }
 
 // status reads the job the cheap way (Peek): Remaining is only known to be
@@ -514,9 +535,7 @@ func (r *partRunner) ensureReduce(ctx context.Context, lg *slog.Logger, jobID st
 		// reduce as sent within moments; if it died, exiting 0 here would
 		// delete this message, and the reduce would be lost whenever no
 		// other delivery comes after the claim runs out.
-		sc, scancel := storeCtx(ctx)
-		st, err := r.store.Status(sc, jobID)
-		scancel()
+		st, err := r.status(ctx, jobID)
 		if err != nil {
 			lg.Error("cannot read the job to learn whether the reduce was sent; the message will be retried", "error", err.Error())
 			return outcome{code: exitRetry}
@@ -535,7 +554,11 @@ func (r *partRunner) ensureReduce(ctx context.Context, lg *slog.Logger, jobID st
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	err := r.pub.Publish(ctx, "reduce", reduceBody(jobID, meta))
+	// Give up publishing well before the claim runs out, so that no other
+	// worker can claim and publish while this one still might.
+	pctx, pcancel := context.WithTimeout(ctx, r.lease/2)
+	err := r.pub.Publish(pctx, "reduce", reduceBody(jobID, meta))
+	pcancel()
 	// The publish may have taken its retries' time: bound the store calls
 	// that follow on their own.
 	c, cancel := storeCtx(ctx)
@@ -570,20 +593,10 @@ func (r *partRunner) reduce(ctx context.Context, lg *slog.Logger, m message, st 
 	if len(m.metadata) == 0 {
 		m.metadata = st.Metadata
 	}
-	spec.env = partEnv(spec.env, m, lg)
-	res, err := runChild(ctx, spec, sigs, lg)
-	if err != nil {
-		lg.Error("command could not start", "error", err.Error(), "exit_code", res.code)
-	}
-	o := outcome{ran: err == nil, childRC: res.code, code: res.code}
-	lg = lg.With("exit_code", res.code, "duration_ms", res.took.Milliseconds())
+	o, lg, handled := r.runCommand(ctx, lg, m, spec, sigs)
 	switch {
-	case res.signal != nil:
-		if o.code == 0 {
-			o.code = 128 + int(res.signal.(syscall.Signal))
-		}
-		lg.Warn("interrupted: reduce not recorded; the message will be retried", "signal", res.signal.String())
-	case res.code == 0:
+	case handled:
+	case o.childRC == 0:
 		c, cancel := storeCtx(ctx)
 		defer cancel()
 		if err := r.store.MarkReduced(c, m.jobID); err != nil {
@@ -591,15 +604,6 @@ func (r *partRunner) reduce(ctx context.Context, lg *slog.Logger, m message, st 
 		} else {
 			lg.Info("reduce complete")
 		}
-	case r.failJobOn[res.code]:
-		reason := fmt.Sprintf("reduce exited with code %d", res.code)
-		if err := r.fail(ctx, m.jobID, reason); err != nil {
-			lg.Error("command asked to fail the job, but the progress store could not record it; the message will be retried", "error", err.Error())
-			o.code = exitRetry
-			return o
-		}
-		lg.Warn("job failed", "reason", reason)
-		o.failed = true
 	default:
 		lg.Warn("reduce command failed: the message will be retried")
 	}

@@ -35,8 +35,10 @@ var (
 type Job struct {
 	ID    string
 	Total int64 // number of parts, ids 0..Total-1; must be >= 1
-	// Metadata is a JSON object (or nil for none). It is returned verbatim by
-	// Status and sent in the reduce message.
+	// Metadata is a JSON object (or nil for none). Status returns the same
+	// JSON value (a store may reorder keys and respell numbers, as DynamoDB
+	// does by keeping it as a map the legacy tools can read), and it is
+	// sent in the reduce message.
 	Metadata json.RawMessage
 }
 
