@@ -220,11 +220,17 @@ func localAction(c *cli.Context) error {
 		}
 	}
 
+	// One line a part would drown the commands' output: the per-part
+	// lines show with -v; warnings and errors always do.
+	partLog := lg
+	if !c.Bool("verbose") {
+		partLog = slog.New(minLevel{lg.Handler(), slog.LevelWarn})
+	}
 	pub := &localPublisher{}
 	l := &localRun{
 		c: c, log: lg, store: st, pub: pub, jobID: o.id, argv: argv,
 		workers: c.Int("jobs"), retries: c.Int("retries"), prefix: !c.Bool("no-prefix"),
-		runner: &partRunner{store: st, pub: pub, failJobOn: failOn, grace: c.Duration("grace"), lease: defaultReduceLease, log: lg},
+		runner: &partRunner{store: st, pub: pub, failJobOn: failOn, grace: c.Duration("grace"), lease: defaultReduceLease, log: partLog},
 	}
 	l.out = newLockedOutput(c.App.Writer, c.App.ErrWriter)
 	return l.run(pp)

@@ -82,3 +82,22 @@ func (h *textHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 // WithGroup is not used by wp; groups are flattened.
 func (h *textHandler) WithGroup(string) slog.Handler { return h }
+
+// minLevel passes on only records at or above min: wp local uses it to keep
+// the per-part lines of wp run's code quiet unless -v is given.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
+}
