@@ -307,6 +307,12 @@ func (l *localRun) run(pp string) error {
 	if err != nil {
 		return err
 	}
+	// Every part this run starts is pending, and a failure of the job is
+	// caught by Complete: no need to read the job again before each part.
+	if st.Remaining > 0 {
+		known := st
+		l.runner.known = &known
+	}
 	l.log.Info("running job", "jobid", l.jobID, "parts", st.Total, "pending", st.Remaining, "workers", l.workers)
 
 	// Signals: stop scheduling and forward to every running command.

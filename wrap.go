@@ -338,6 +338,11 @@ type partRunner struct {
 	// (retry) rather than 0, so that a dead finisher's reduce is not lost
 	// with this message (wp run; wp local is one process).
 	awaitClaim bool
+	// known, when set, is the job as the caller already read it (wp local,
+	// which runs many parts of one job): map deliveries of that job use it
+	// instead of reading the store before each part. A job failed
+	// meanwhile is still caught, by Complete.
+	known *backends.Status
 }
 
 // outcome is what handling one delivery came to.
@@ -347,7 +352,7 @@ type outcome struct {
 	childRC  int  // the command's exit code, when it ran
 	finished bool // this delivery finished the job
 	failed   bool // this delivery failed the job
-	skipped  bool // the command was not run because the job failed or was done
+	skipped  bool // the job failed or was done: the command did not run, or ran and nothing was recorded
 }
 
 // handle runs one delivery: it checks the message and job, runs the command,
@@ -363,7 +368,12 @@ func (r *partRunner) handle(ctx context.Context, d delivery, spec childSpec, sig
 	if m.subject == "map" {
 		lg = lg.With("partid", m.part)
 	}
-	st, err := r.status(ctx, m.jobID)
+	var st backends.Status
+	if r.known != nil && r.known.ID == m.jobID && m.subject == "map" {
+		st = *r.known
+	} else {
+		st, err = r.status(ctx, m.jobID)
+	}
 	if errors.Is(err, backends.ErrNotFound) {
 		lg.Error("dropping message: no such job")
 		return outcome{code: exitDrop}
@@ -465,6 +475,7 @@ func (r *partRunner) complete(ctx context.Context, lg *slog.Logger, m message, s
 	case errors.Is(err, backends.ErrJobFailed):
 		lg.Warn("the job failed while this part ran: nothing recorded")
 		o.code = exitOK
+		o.skipped = true
 		return o
 	case errors.Is(err, backends.ErrNotFound), errors.Is(err, backends.ErrPartRange):
 		lg.Error("dropping message: cannot complete the part", "error", err.Error())
