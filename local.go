@@ -174,11 +174,12 @@ func localAction(c *cli.Context) error {
 		return usageError("--resume takes the job as it is: --jobid and --metadata cannot be given with it")
 	}
 	lg := logger(c)
-	storeU, src, err := storeURL(c)
+	// openStore logs which store is used; the URL is needed here too, for
+	// where the parts file goes.
+	storeU, _, err := storeURL(c)
 	if err != nil {
 		return err
 	}
-	lg.Debug("progress store", "url", backends.Redact(storeU), "from", src)
 
 	var o jobOptions
 	var sp *spool
