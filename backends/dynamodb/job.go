@@ -107,6 +107,7 @@ func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
 			break
 		}
 		if !isCondFailed(err) {
+			st.releaseLease(ctx, job.ID, token) // the claim may have landed
 			return st.wrap("create job "+job.ID, err)
 		}
 		it, err := st.getItem(ctx, job.ID, "", nil)
@@ -136,26 +137,35 @@ func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
 			break
 		}
 		if !isCondFailed(err) {
+			st.releaseLease(ctx, job.ID, token) // the takeover may have landed
 			return st.wrap("create job "+job.ID, err)
 		}
 	}
 
 	err := st.writeJob(ctx, job.ID, token, job.Total, shards, groups, oldExtent)
 	if err != nil {
-		// Give the lease up so that a retry can take over at once.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		st.db.UpdateItem(rctx, &ddb.UpdateItemInput{
-			TableName:                 aws.String(st.table),
-			Key:                       key(job.ID),
-			UpdateExpression:          aws.String("SET #lease = :zero"),
-			ConditionExpression:       aws.String("#creating = :tok"),
-			ExpressionAttributeNames:  names(attrLease, attrCreating),
-			ExpressionAttributeValues: item{":zero": num(0), ":tok": str(token)},
-		})
-		cancel()
+		st.releaseLease(ctx, job.ID, token)
 		return fmt.Errorf("create job %s: %w", job.ID, err)
 	}
 	return nil
+}
+
+// releaseLease gives up the creating lease that token holds, if it holds
+// one, so that a retry can take the job over at once instead of waiting for
+// the lease to run out. It runs on a fresh, short context: it is called when
+// ctx was cancelled or a write failed, including a claim whose answer was
+// lost (the PutItem may have landed even though the client saw an error).
+func (st *Store) releaseLease(ctx context.Context, id, token string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	st.db.UpdateItem(rctx, &ddb.UpdateItemInput{
+		TableName:                 aws.String(st.table),
+		Key:                       key(id),
+		UpdateExpression:          aws.String("SET #lease = :zero"),
+		ConditionExpression:       aws.String("#creating = :tok"),
+		ExpressionAttributeNames:  names(attrLease, attrCreating),
+		ExpressionAttributeValues: item{":zero": num(0), ":tok": str(token)},
+	})
 }
 
 var errLostLease = fmt.Errorf("another CreateJob took the job over while this one was writing it: %w", backends.ErrExists)
