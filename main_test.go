@@ -124,7 +124,12 @@ func cmdDynalite(ts *testscript.TestScript, neg bool, args []string) {
 	if err != nil {
 		ts.Fatalf("%v", err)
 	}
-	ts.Defer(srv.Stop)
+	ts.Defer(func() {
+		if d := srv.Died(); d != "" {
+			ts.Logf("%s", d) // shown with the script's failure it caused
+		}
+		srv.Stop()
+	})
 	ts.Setenv("AWS_ENDPOINT_URL_DYNAMODB", srv.URL)
 }
 

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -25,7 +26,19 @@ const dynaliteInstall = "dynalite not installed: run `npm ci` in the repository 
 // binary holds the write end of that pipe, so dynalite dies with the test
 // binary even when the binary is killed (go test -timeout) and never runs
 // Stop: no node process is left behind on a shared machine.
-const dynaliteWrapper = `process.stdin.on("end", () => process.exit(0));
+//
+// dynalite 4.0.0 rethrows the error of a request whose client hung up while
+// sending it (index.js: req.on('error', err => { throw err })), which kills
+// the whole server. A client that cancels a request (wp does, on a timeout or
+// Ctrl-C) must not take the emulator down, as it would not take DynamoDB
+// down: the wrapper drops exactly that error (ECONNRESET, "aborted") and
+// lets every other uncaught error end the process as before.
+const dynaliteWrapper = `process.on("uncaughtException", (err) => {
+  if (err && err.code === "ECONNRESET" && err.message === "aborted") return;
+  console.error(err);
+  process.exit(1);
+});
+process.stdin.on("end", () => process.exit(0));
 process.stdin.on("error", () => process.exit(0));
 process.stdin.resume();
 process.argv.splice(1, 0, process.env.DYNALITE_CLI);
@@ -76,17 +89,31 @@ func startDynaliteOnce(node, cli string) (*Server, error) {
 		return nil, fmt.Errorf("start dynalite: %w", err)
 	}
 	exited := make(chan struct{})
+	var waitErr error
 	go func() {
-		cmd.Wait()
+		waitErr = cmd.Wait()
 		close(exited)
 	}()
 	var once sync.Once
+	var stopped atomic.Bool
 	stop := func() {
 		once.Do(func() {
+			stopped.Store(true)
 			stdin.Close()
 			cmd.Process.Kill()
 			<-exited
 		})
+	}
+	died := func() string {
+		select {
+		case <-exited:
+		default:
+			return ""
+		}
+		if stopped.Load() {
+			return ""
+		}
+		return fmt.Sprintf("dynalite exited (%v); the end of its output:\n%s", waitErr, tail(out.Bytes(), 2000))
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	url := "http://" + addr
@@ -94,7 +121,7 @@ func startDynaliteOnce(node, cli string) (*Server, error) {
 		stop()
 		return nil, fmt.Errorf("dynalite on %s: %w; its output: %s", addr, err, lastLine(out.Bytes()))
 	}
-	return &Server{Addr: addr, URL: url, stop: stop}, nil
+	return &Server{Addr: addr, URL: url, stop: stop, died: died}, nil
 }
 
 // waitDynalite waits until dynalite answers an HTTP request (any status: an
@@ -130,7 +157,12 @@ func StartDynaliteT(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Stop)
+	t.Cleanup(func() {
+		if d := s.Died(); d != "" {
+			t.Error(d)
+		}
+		s.Stop()
+	})
 	return s
 }
 
@@ -151,4 +183,12 @@ func (b *lockedBuffer) Bytes() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return []byte(strings.TrimSpace(b.buf.String()))
+}
+
+// tail returns the last n bytes of b.
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
 }

@@ -20,6 +20,19 @@ type Server struct {
 	// URL is how wp reaches it: a redis:// store URL or an http:// endpoint.
 	URL  string
 	stop func()
+	// died reports, once the process has exited on its own, how it ended
+	// and the last of its output; "" while it runs.
+	died func() string
+}
+
+// Died returns "" while the service runs; once it has exited without Stop,
+// it says how (exit status and the end of its output). Tests call it when a
+// request fails so that "connection refused" names the real cause.
+func (s *Server) Died() string {
+	if s == nil || s.died == nil {
+		return ""
+	}
+	return s.died()
 }
 
 // Stop stops the service and removes its files. Safe to call twice.
