@@ -107,7 +107,7 @@ func parseJobOptions(c *cli.Context) (jobOptions, error) {
 
 // storeJob creates the job, or accepts an existing job with the same id,
 // total and metadata (a re-run after a failed publish).
-func storeJob(ctx context.Context, c *cli.Context, st backends.Store, o jobOptions, total int64) (resumed bool, err error) {
+func storeJob(ctx context.Context, c *cli.Context, st *backends.Store, o jobOptions, total int64) (resumed bool, err error) {
 	sctx, cancel := storeCtx(ctx)
 	defer cancel()
 	err = st.CreateJob(sctx, backends.Job{ID: o.id, Total: total, Metadata: o.metadata})

@@ -131,7 +131,7 @@ func (p *localPublisher) take() string {
 type localRun struct {
 	c       *cli.Context
 	log     *slog.Logger
-	store   backends.Store
+	store   *backends.Store
 	runner  *partRunner
 	pub     *localPublisher
 	jobID   string
@@ -239,7 +239,7 @@ func localAction(c *cli.Context) error {
 
 // saveJob writes the parts file, then creates the job. A parts file is only
 // left behind for a job that exists.
-func saveJob(c *cli.Context, st backends.Store, o jobOptions, sp *spool, pp string) error {
+func saveJob(c *cli.Context, st *backends.Store, o jobOptions, sp *spool, pp string) error {
 	if err := os.MkdirAll(filepath.Dir(pp), 0o700); err != nil {
 		return fmt.Errorf("parts file: %w", err)
 	}

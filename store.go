@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -73,7 +72,7 @@ func storeTimeout() (time.Duration, error) {
 }
 
 // openStore opens the chosen store within the store timeout.
-func openStore(c *cli.Context) (backends.Store, error) {
+func openStore(c *cli.Context) (*backends.Store, error) {
 	u, src, err := storeURL(c)
 	if err != nil {
 		return nil, err
@@ -82,17 +81,8 @@ func openStore(c *cli.Context) (backends.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(c.Context, to)
-	defer cancel()
 	logger(c).Debug("progress store", "url", backends.Redact(u), "from", src)
-	st, err := backends.Open(ctx, u)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("%w (gave up after %v; WP_STORE_TIMEOUT sets the limit)", err, to)
-		}
-		return nil, err
-	}
-	return st, nil
+	return backends.Open(c.Context, u, to)
 }
 
 // storeCtx bounds one store call.

@@ -327,7 +327,7 @@ type publisher interface {
 
 // partRunner holds the part semantics, shared by wp run and wp local.
 type partRunner struct {
-	store     backends.Store
+	store     *backends.Store
 	pub       publisher
 	failJobOn codeSet
 	grace     time.Duration

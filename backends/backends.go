@@ -29,6 +29,11 @@ var (
 	ErrPartRange = errors.New("part id out of range")
 	// ErrJobFailed: the job has failed; nothing more is recorded for its parts.
 	ErrJobFailed = errors.New("job has failed")
+	// ErrInvalidJobID: the job id is not one ValidateJobID accepts. Store
+	// returns it from every method before the driver is called; for every
+	// method but CreateJob the error also matches ErrNotFound, since no job
+	// can have such an id.
+	ErrInvalidJobID = errors.New("invalid job id")
 )
 
 // Job is what CreateJob stores.
@@ -102,12 +107,34 @@ const (
 	StateReduced  = "reduced"
 )
 
-// Store is the progress store contract. Every method is safe for concurrent
-// use by many goroutines and many processes on many machines sharing the same
-// underlying database. Methods that take a job id return ErrNotFound (possibly
-// wrapped) when the job does not exist; none of them ever creates a job except
-// CreateJob.
-type Store interface {
+// Driver is the contract every progress store implements; callers use it
+// through the portable *Store (store.go), which checks job ids, bounds each
+// call by a timeout and names the operation and job in errors, so a driver
+// does none of that itself. Every method is safe for concurrent use by many
+// goroutines and many processes on many machines sharing the same underlying
+// database. Methods that take a job id return ErrNotFound (possibly wrapped)
+// when the job does not exist; none of them ever creates a job except
+// CreateJob. A driver is only ever called with ids that ValidateJobID
+// accepts.
+//
+// Adding a store:
+//
+//  1. A package under backends/ exporting `type Store` (the driver) and
+//     `func Open(ctx context.Context, u *url.URL) (*Store, error)`, which
+//     reads every setting from the URL and fails fast (in bounded time,
+//     with the URL's password never in an error) when the store cannot be
+//     reached.
+//  2. An init that calls Register for each URL scheme it serves, and a
+//     blank import in the wp command's store.go.
+//  3. A URL parsing table test, and a test that runs backendtest.Run
+//     against a real instance of the database that the test starts itself.
+//  4. Its errors wrap ErrNotFound, ErrExists, ErrPartRange and ErrJobFailed
+//     as each method below says; they add what only the driver knows
+//     (which item or key), never the operation and job id (Store adds
+//     those).
+//  5. A row in the README's Progress stores table, and a package doc
+//     (doc.go) saying how a job is laid out and why a completion is atomic.
+type Driver interface {
 	// CreateJob stores a job with parts 0..Total-1 all pending. It returns
 	// ErrExists if the id is taken (the existing job is left untouched). A
 	// job becomes visible to Status, List and Complete only once it is fully

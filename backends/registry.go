@@ -9,9 +9,9 @@ import (
 	"sync"
 )
 
-// OpenFunc opens a store from its parsed URL. All of a store's settings come
-// from the URL.
-type OpenFunc func(ctx context.Context, u *url.URL) (Store, error)
+// OpenFunc opens a driver from its parsed URL. All of a store's settings
+// come from the URL.
+type OpenFunc func(ctx context.Context, u *url.URL) (Driver, error)
 
 var (
 	mu      sync.RWMutex
@@ -41,24 +41,15 @@ func Schemes() []string {
 	return s
 }
 
-// Open parses rawURL and opens the store registered for its scheme. Errors
-// name the URL with its password redacted.
-func Open(ctx context.Context, rawURL string) (Store, error) {
-	u, err := ParseURL(rawURL)
-	if err != nil {
-		return nil, err
-	}
+// opener returns the OpenFunc registered for scheme.
+func opener(scheme, rawURL string) (OpenFunc, error) {
 	mu.RLock()
-	open, ok := openers[u.Scheme]
+	open, ok := openers[scheme]
 	mu.RUnlock()
 	if !ok {
-		return nil, fmt.Errorf("progress store %s: unknown scheme %q (known: %s)", Redact(rawURL), u.Scheme, strings.Join(Schemes(), ", "))
+		return nil, fmt.Errorf("progress store %s: unknown scheme %q (known: %s)", Redact(rawURL), scheme, strings.Join(Schemes(), ", "))
 	}
-	st, err := open(ctx, u)
-	if err != nil {
-		return nil, fmt.Errorf("progress store %s: %w", Redact(rawURL), err)
-	}
-	return st, nil
+	return open, nil
 }
 
 // ParseURL parses a store URL and checks it has a scheme. Its errors never

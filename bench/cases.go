@@ -59,7 +59,7 @@ func lastLine(b []byte) []byte {
 }
 
 func createJob(ctx context.Context, url, id string, total int64) error {
-	st, err := backends.Open(ctx, url)
+	st, err := backends.Open(ctx, url, 0)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func (e *env) caseThroughput(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	redisSt, err := backends.Open(ctx, e.redis.URL)
+	redisSt, err := backends.Open(ctx, e.redis.URL, 0)
 	if err != nil {
 		return err
 	}

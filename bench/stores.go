@@ -106,14 +106,14 @@ func (c *capacity) middleware(stack *middleware.Stack) error {
 }
 
 // meteredDynamo is wp's DynamoDB store with a client that meters write units.
-func meteredDynamo(ctx context.Context, table string) (backends.Store, *capacity, error) {
+func meteredDynamo(ctx context.Context, table string) (*backends.Store, *capacity, error) {
 	cfg, err := dynamodb.LoadConfig(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	c := &capacity{}
 	cfg.APIOptions = append(cfg.APIOptions, c.middleware)
-	return dynamodb.New(cfg, table), c, nil
+	return backends.New(dynamodb.New(cfg, table), 0), c, nil
 }
 
 // completion run: parts first..first+count-1 of id, from workers
@@ -124,7 +124,7 @@ type completed struct {
 	finishers int64
 }
 
-func completeAll(ctx context.Context, st backends.Store, id string, first, count int64, workers int, limit time.Duration) (completed, error) {
+func completeAll(ctx context.Context, st *backends.Store, id string, first, count int64, workers int, limit time.Duration) (completed, error) {
 	var next, done, fin atomic.Int64
 	next.Store(first)
 	end := first + count
@@ -182,7 +182,7 @@ func sqliteWorker(args []string) int {
 	index, _ := strconv.ParseInt(args[5], 10, 64)
 	limit, _ := time.ParseDuration(args[6])
 	ctx := context.Background()
-	st, err := backends.Open(ctx, args[0])
+	st, err := backends.Open(ctx, args[0], 0)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -1,7 +1,7 @@
 // Package backendtest is the conformance suite every progress store runs:
 //
 //	func TestConformance(t *testing.T) {
-//		backendtest.Run(t, func(t *testing.T) backends.Store { ... })
+//		backendtest.Run(t, func(t *testing.T) *backends.Store { ... })
 //	}
 //
 // newStore must return a store that holds no jobs (a fresh database, a
@@ -26,13 +26,13 @@ import (
 )
 
 // NewStore returns an empty store for one test.
-type NewStore func(t *testing.T) backends.Store
+type NewStore func(t *testing.T) *backends.Store
 
 // Run runs the whole conformance suite against the store newStore returns.
 func Run(t *testing.T, newStore NewStore) {
 	tests := []struct {
 		name string
-		fn   func(*testing.T, backends.Store)
+		fn   func(*testing.T, *backends.Store)
 	}{
 		{"CreateAndStatus", testCreateAndStatus},
 		{"Create_Exists", testCreateExists},
@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Complete_StepByStep", testCompleteStepByStep},
 		{"Complete_PartRange", testPartRange},
 		{"UnknownJob", testUnknownJob},
+		{"InvalidJobID", testInvalidJobID},
 		{"Fail", testFail},
 		{"Reduce_Claim", testReduceClaim},
 		{"Reduce_LeaseExpires", testReduceLeaseExpires},
@@ -65,7 +66,7 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-func mustCreate(t *testing.T, st backends.Store, id string, total int64, meta string) {
+func mustCreate(t *testing.T, st *backends.Store, id string, total int64, meta string) {
 	t.Helper()
 	var m json.RawMessage
 	if meta != "" {
@@ -76,7 +77,7 @@ func mustCreate(t *testing.T, st backends.Store, id string, total int64, meta st
 	}
 }
 
-func mustStatus(t *testing.T, st backends.Store, id string) backends.Status {
+func mustStatus(t *testing.T, st *backends.Store, id string) backends.Status {
 	t.Helper()
 	s, err := st.Status(ctx(t), id)
 	if err != nil {
@@ -87,7 +88,7 @@ func mustStatus(t *testing.T, st backends.Store, id string) backends.Status {
 
 // checkPeek compares Peek with the Status just read: the same job, and a
 // Remaining that is 0 exactly when Status says so and otherwise 1..Total.
-func checkPeek(t *testing.T, st backends.Store, s backends.Status) {
+func checkPeek(t *testing.T, st *backends.Store, s backends.Status) {
 	t.Helper()
 	p, err := st.Peek(ctx(t), s.ID)
 	if err != nil {
@@ -102,7 +103,7 @@ func checkPeek(t *testing.T, st backends.Store, s backends.Status) {
 	}
 }
 
-func pending(t *testing.T, st backends.Store, id string) []int64 {
+func pending(t *testing.T, st *backends.Store, id string) []int64 {
 	t.Helper()
 	var got []int64
 	if err := st.Pending(ctx(t), id, func(p int64) error {
@@ -126,7 +127,7 @@ func jsonEqual(t *testing.T, got, want json.RawMessage) bool {
 	return reflect.DeepEqual(g, w)
 }
 
-func testCreateAndStatus(t *testing.T, st backends.Store) {
+func testCreateAndStatus(t *testing.T, st *backends.Store) {
 	before := time.Now().Add(-2 * time.Second)
 	mustCreate(t, st, "job-a", 5, `{"name":"a"}`)
 	s := mustStatus(t, st, "job-a")
@@ -159,7 +160,7 @@ func testCreateAndStatus(t *testing.T, st backends.Store) {
 	}
 }
 
-func testCreateExists(t *testing.T, st backends.Store) {
+func testCreateExists(t *testing.T, st *backends.Store) {
 	mustCreate(t, st, "job-x", 3, `{"v":1}`)
 	if _, err := st.Complete(ctx(t), "job-x", 1); err != nil {
 		t.Fatal(err)
@@ -174,7 +175,7 @@ func testCreateExists(t *testing.T, st backends.Store) {
 	}
 }
 
-func testCreateInvalidTotal(t *testing.T, st backends.Store) {
+func testCreateInvalidTotal(t *testing.T, st *backends.Store) {
 	for _, total := range []int64{0, -1} {
 		err := st.CreateJob(ctx(t), backends.Job{ID: "job-bad", Total: total})
 		if err == nil {
@@ -186,7 +187,7 @@ func testCreateInvalidTotal(t *testing.T, st backends.Store) {
 	}
 }
 
-func testCompleteStepByStep(t *testing.T, st backends.Store) {
+func testCompleteStepByStep(t *testing.T, st *backends.Store) {
 	const total = 4
 	mustCreate(t, st, "job-s", total, `{}`)
 	order := []int64{2, 0, 3, 1}
@@ -237,7 +238,7 @@ func testCompleteStepByStep(t *testing.T, st backends.Store) {
 	}
 }
 
-func testPartRange(t *testing.T, st backends.Store) {
+func testPartRange(t *testing.T, st *backends.Store) {
 	mustCreate(t, st, "job-r", 3, "")
 	for _, p := range []int64{-1, 3, 1 << 40} {
 		if _, err := st.Complete(ctx(t), "job-r", p); !errors.Is(err, backends.ErrPartRange) {
@@ -249,7 +250,7 @@ func testPartRange(t *testing.T, st backends.Store) {
 	}
 }
 
-func testUnknownJob(t *testing.T, st backends.Store) {
+func testUnknownJob(t *testing.T, st *backends.Store) {
 	c := ctx(t)
 	const id = "no-such-job"
 	if _, err := st.Complete(c, id, 0); !errors.Is(err, backends.ErrNotFound) {
@@ -284,7 +285,43 @@ func testUnknownJob(t *testing.T, st backends.Store) {
 	}
 }
 
-func testFail(t *testing.T, st backends.Store) {
+// testInvalidJobID: an id that ValidateJobID refuses gets ErrInvalidJobID
+// from every method, and ErrNotFound too from every method but CreateJob;
+// nothing is written.
+func testInvalidJobID(t *testing.T, st *backends.Store) {
+	c := ctx(t)
+	for _, id := range []string{"", "a{b}", "a b", "-lead", "x*", "a#s00001"} {
+		err := st.CreateJob(c, backends.Job{ID: id, Total: 3})
+		if !errors.Is(err, backends.ErrInvalidJobID) || errors.Is(err, backends.ErrNotFound) {
+			t.Errorf("CreateJob(%q): err = %v, want ErrInvalidJobID and not ErrNotFound", id, err)
+		}
+		checks := map[string]error{}
+		_, checks["Complete"] = st.Complete(c, id, 0)
+		_, checks["Status"] = st.Status(c, id)
+		_, checks["Peek"] = st.Peek(c, id)
+		checks["Fail"] = st.Fail(c, id, "x")
+		checks["Pending"] = st.Pending(c, id, func(int64) error { return nil })
+		_, _, checks["ClaimReduce"] = st.ClaimReduce(c, id, time.Minute)
+		checks["ReleaseReduce"] = st.ReleaseReduce(c, id, "tok")
+		checks["MarkReduceSent"] = st.MarkReduceSent(c, id)
+		checks["MarkReduced"] = st.MarkReduced(c, id)
+		checks["Delete"] = st.Delete(c, id)
+		for name, err := range checks {
+			if !errors.Is(err, backends.ErrInvalidJobID) || !errors.Is(err, backends.ErrNotFound) {
+				t.Errorf("%s(%q): err = %v, want ErrInvalidJobID and ErrNotFound", name, id, err)
+			}
+		}
+	}
+	n := 0
+	if err := st.List(c, func(backends.Status) error { n++; return nil }); err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	if n != 0 {
+		t.Errorf("List after calls with invalid ids: %d jobs, want 0 (nothing may be written)", n)
+	}
+}
+
+func testFail(t *testing.T, st *backends.Store) {
 	c := ctx(t)
 	mustCreate(t, st, "job-f", 3, `{"k":"v"}`)
 	if _, err := st.Complete(c, "job-f", 0); err != nil {
@@ -324,7 +361,7 @@ func testFail(t *testing.T, st backends.Store) {
 	}
 }
 
-func testReduceClaim(t *testing.T, st backends.Store) {
+func testReduceClaim(t *testing.T, st *backends.Store) {
 	c := ctx(t)
 	mustCreate(t, st, "job-c", 2, "")
 	if _, ok, err := st.ClaimReduce(c, "job-c", time.Minute); err != nil || ok {
@@ -388,7 +425,7 @@ func testReduceClaim(t *testing.T, st backends.Store) {
 	}
 }
 
-func testReduceLeaseExpires(t *testing.T, st backends.Store) {
+func testReduceLeaseExpires(t *testing.T, st *backends.Store) {
 	c := ctx(t)
 	mustCreate(t, st, "job-l", 1, "")
 	if _, err := st.Complete(c, "job-l", 0); err != nil {
@@ -414,7 +451,7 @@ func testReduceLeaseExpires(t *testing.T, st backends.Store) {
 	}
 }
 
-func testReduceConcurrentClaim(t *testing.T, st backends.Store) {
+func testReduceConcurrentClaim(t *testing.T, st *backends.Store) {
 	c := ctx(t)
 	mustCreate(t, st, "job-cc", 1, "")
 	if _, err := st.Complete(c, "job-cc", 0); err != nil {
@@ -447,7 +484,7 @@ func testReduceConcurrentClaim(t *testing.T, st backends.Store) {
 	}
 }
 
-func testDuplicateStorm(t *testing.T, st backends.Store) {
+func testDuplicateStorm(t *testing.T, st *backends.Store) {
 	const total = 2000
 	const workers = 32
 	c := ctx(t)
@@ -502,7 +539,7 @@ func testDuplicateStorm(t *testing.T, st backends.Store) {
 	}
 }
 
-func testMetadataRoundTrip(t *testing.T, st backends.Store) {
+func testMetadataRoundTrip(t *testing.T, st *backends.Store) {
 	meta := `{"s":"héllo \"quoted\" 'single' ; DROP TABLE jobs; --","n":42,"f":1.5,"b":true,"z":null,"a":[1,"x",{"k":[]}],"o":{"deep":{"er":"x"}}}`
 	mustCreate(t, st, "job-m", 1, meta)
 	if got := mustStatus(t, st, "job-m").Metadata; !jsonEqual(t, got, json.RawMessage(meta)) {
@@ -514,7 +551,7 @@ func testMetadataRoundTrip(t *testing.T, st backends.Store) {
 	}
 }
 
-func testListMany(t *testing.T, st backends.Store) {
+func testListMany(t *testing.T, st *backends.Store) {
 	const n = 1200
 	c := ctx(t)
 	var wg sync.WaitGroup
@@ -572,7 +609,7 @@ func testListMany(t *testing.T, st backends.Store) {
 	}
 }
 
-func testDelete(t *testing.T, st backends.Store) {
+func testDelete(t *testing.T, st *backends.Store) {
 	c := ctx(t)
 	mustCreate(t, st, "job-d", 3, "")
 	mustCreate(t, st, "job-keep", 2, "")
@@ -601,7 +638,7 @@ func testDelete(t *testing.T, st backends.Store) {
 	}
 }
 
-func testPendingStops(t *testing.T, st backends.Store) {
+func testPendingStops(t *testing.T, st *backends.Store) {
 	mustCreate(t, st, "job-p", 1000, "")
 	stop := errors.New("stop")
 	var got []int64
@@ -623,7 +660,7 @@ func testPendingStops(t *testing.T, st backends.Store) {
 // testMillionParts creates a 1,000,000-part job and streams its pending list,
 // checking that the live heap does not grow with the job (a store that read
 // every id into memory would hold at least 8 MB).
-func testMillionParts(t *testing.T, st backends.Store) {
+func testMillionParts(t *testing.T, st *backends.Store) {
 	const total = 1_000_000
 	c := ctx(t)
 	start := time.Now()

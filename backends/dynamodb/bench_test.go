@@ -103,7 +103,7 @@ func measured(t testing.TB, st *Store) (*Store, *capacity) {
 }
 
 // completeAll completes parts 0..total-1 of id from workers goroutines.
-func completeAll(ctx context.Context, st backends.Store, id string, total int64, workers int) (finishers int64, err error) {
+func completeAll(ctx context.Context, st backends.Driver, id string, total int64, workers int) (finishers int64, err error) {
 	var next, fin atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)

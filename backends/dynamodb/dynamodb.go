@@ -145,7 +145,13 @@ import (
 )
 
 func init() {
-	backends.Register("dynamodb", open)
+	backends.Register("dynamodb", func(ctx context.Context, u *url.URL) (backends.Driver, error) {
+		st, err := Open(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	})
 }
 
 const (
@@ -181,9 +187,12 @@ type Store struct {
 	lease, renew time.Duration
 }
 
-var _ backends.Store = (*Store)(nil)
+var _ backends.Driver = (*Store)(nil)
 
-func open(ctx context.Context, u *url.URL) (backends.Store, error) {
+// Open opens the table that a dynamodb://TABLE URL names, with the AWS
+// configuration from the environment (LoadConfig). New does the same for a
+// configuration the caller holds.
+func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	table := u.Host
 	if u.Opaque != "" || (u.Path != "" && u.Path != "/") || u.User != nil {
 		return nil, fmt.Errorf("a dynamodb store URL is dynamodb://TABLE (table name only; region, credentials and endpoint come from the AWS environment)")

@@ -79,7 +79,7 @@ func newTable(t testing.TB) (*Store, string) {
 		}
 		t.Fatal(err)
 	}
-	st, err := backends.Open(ctx, "dynamodb://"+name)
+	st, err := backends.Open(ctx, "dynamodb://"+name, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,13 +87,13 @@ func newTable(t testing.TB) (*Store, string) {
 		st.Close()
 		ddb.NewFromConfig(cfg).DeleteTable(context.Background(), &ddb.DeleteTableInput{TableName: aws.String(name)})
 	})
-	return st.(*Store), name
+	return st.Driver().(*Store), name
 }
 
 func TestConformance(t *testing.T) {
-	backendtest.Run(t, func(t *testing.T) backends.Store {
+	backendtest.Run(t, func(t *testing.T) *backends.Store {
 		st, _ := newTable(t)
-		return st
+		return backends.New(st, time.Minute)
 	})
 }
 
@@ -145,12 +145,12 @@ func TestOpen_URL(t *testing.T) {
 	needDynalite(t)
 	ctx := testCtx(t)
 	for _, bad := range []string{"dynamodb://", "dynamodb://t/extra", "dynamodb://user@t"} {
-		if st, err := backends.Open(ctx, bad); err == nil {
+		if st, err := backends.Open(ctx, bad, 0); err == nil {
 			st.Close()
 			t.Errorf("Open(%q) succeeded, want an error", bad)
 		}
 	}
-	st, err := backends.Open(ctx, "dynamodb://no-such-table")
+	st, err := backends.Open(ctx, "dynamodb://no-such-table", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", fmt.Sprintf("http://127.0.0.1:%d", port))
-	st, err := backends.Open(testCtx(t), "dynamodb://t")
+	st, err := backends.Open(testCtx(t), "dynamodb://t", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

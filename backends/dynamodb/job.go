@@ -52,9 +52,6 @@ func (st *Store) getJob(ctx context.Context, id string) (*jobItem, error) {
 // CreateJob writes the job item in the creating state, then its shard and
 // group items, then makes it visible (see the package comment).
 func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
-	if err := backends.ValidateJobID(job.ID); err != nil {
-		return err
-	}
 	if job.Total < 1 || job.Total > maxTotal {
 		return fmt.Errorf("create job %s: total %d parts: want 1 to %d", job.ID, job.Total, int64(maxTotal))
 	}

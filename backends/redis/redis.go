@@ -129,8 +129,8 @@ const (
 )
 
 func init() {
-	backends.Register("redis", Open)
-	backends.Register("rediss", Open)
+	backends.Register("redis", open)
+	backends.Register("rediss", open)
 	// go-redis logs dial failures to stderr on its own; wp returns them
 	// as errors with context instead, and its stderr belongs to the
 	// worker's output.
@@ -147,11 +147,19 @@ type Store struct {
 	batch *batcher
 }
 
-var _ backends.Store = (*Store)(nil)
+var _ backends.Driver = (*Store)(nil)
+
+func open(ctx context.Context, u *url.URL) (backends.Driver, error) {
+	s, err := Open(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
 
 // Open connects to the Redis server the URL names and checks that it
 // answers (and accepts the password).
-func Open(ctx context.Context, u *url.URL) (backends.Store, error) {
+func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	opt, err := parseOptions(u)
 	if err != nil {
 		return nil, err
@@ -323,64 +331,47 @@ redis.call('DEL', KEYS[1], KEYS[2])
 return 1
 `)
 
-func notFound(id string) error {
-	return fmt.Errorf("job %s: %w", id, backends.ErrNotFound)
-}
-
-// checkID returns ErrNotFound for an id no job can have.
-func checkID(id string) error {
-	if err := backends.ValidateJobID(id); err != nil {
-		return fmt.Errorf("%w: %v", backends.ErrNotFound, err)
-	}
-	return nil
-}
 
 // CreateJob implements backends.Store.
 func (s *Store) CreateJob(ctx context.Context, job backends.Job) error {
-	if err := backends.ValidateJobID(job.ID); err != nil {
-		return fmt.Errorf("create job: %w", err)
-	}
 	if job.Total < 1 || job.Total > maxParts {
-		return fmt.Errorf("create job %s: total %d parts is out of range: a Redis job has 1 to %d parts", job.ID, job.Total, int64(maxParts))
+		return fmt.Errorf("total %d parts is out of range: a Redis job has 1 to %d parts", job.Total, int64(maxParts))
 	}
 	if len(job.Metadata) > 0 && !json.Valid(job.Metadata) {
-		return fmt.Errorf("create job %s: metadata is not valid JSON", job.ID)
+		return errors.New("metadata is not valid JSON")
 	}
 	n, err := createScript.Run(ctx, s.c, []string{jobKey(job.ID), doneKey(job.ID)}, job.Total, []byte(job.Metadata)).Int64()
 	if err != nil {
-		return fmt.Errorf("create job %s: %w", job.ID, err)
+		return err
 	}
 	if n == 0 {
-		return fmt.Errorf("create job %s: %w", job.ID, backends.ErrExists)
+		return backends.ErrExists
 	}
 	return nil
 }
 
 // Complete implements backends.Store.
 func (s *Store) Complete(ctx context.Context, jobID string, part int64) (backends.Completion, error) {
-	if err := checkID(jobID); err != nil {
-		return backends.Completion{}, err
-	}
 	r, err := s.batch.complete(ctx, []string{jobKey(jobID), doneKey(jobID)}, part)
 	if err != nil {
-		return backends.Completion{}, fmt.Errorf("complete part %d of job %s: %w", part, jobID, err)
+		return backends.Completion{}, err
 	}
 	if len(r) == 0 {
-		return backends.Completion{}, fmt.Errorf("complete part %d of job %s: empty reply from redis", part, jobID)
+		return backends.Completion{}, errors.New("empty reply from redis")
 	}
 	switch r[0] {
 	case 0:
 	case codeNotFound:
-		return backends.Completion{}, notFound(jobID)
+		return backends.Completion{}, backends.ErrNotFound
 	case codeFailed:
-		return backends.Completion{}, fmt.Errorf("complete part %d of job %s: %w", part, jobID, backends.ErrJobFailed)
+		return backends.Completion{}, backends.ErrJobFailed
 	case codePartRange:
-		return backends.Completion{}, fmt.Errorf("complete part %d of job %s: %w", part, jobID, backends.ErrPartRange)
+		return backends.Completion{}, backends.ErrPartRange
 	default:
-		return backends.Completion{}, fmt.Errorf("complete part %d of job %s: unexpected reply %v from redis", part, jobID, r)
+		return backends.Completion{}, fmt.Errorf("unexpected reply %v from redis", r)
 	}
 	if len(r) != 5 {
-		return backends.Completion{}, fmt.Errorf("complete part %d of job %s: unexpected reply %v from redis", part, jobID, r)
+		return backends.Completion{}, fmt.Errorf("unexpected reply %v from redis", r)
 	}
 	return backends.Completion{
 		Finisher:   r[1] == 1,
@@ -392,39 +383,33 @@ func (s *Store) Complete(ctx context.Context, jobID string, part int64) (backend
 
 // Fail implements backends.Store.
 func (s *Store) Fail(ctx context.Context, jobID, reason string) error {
-	if err := checkID(jobID); err != nil {
-		return err
-	}
-	return s.runSimple(ctx, failScript, "fail job", jobID, []string{jobKey(jobID)}, reason)
+	return s.runSimple(ctx, failScript, []string{jobKey(jobID)}, reason)
 }
 
 // runSimple runs a script that returns -1 for an unknown job.
-func (s *Store) runSimple(ctx context.Context, sc *goredis.Script, what, jobID string, keys []string, args ...any) error {
+func (s *Store) runSimple(ctx context.Context, sc *goredis.Script, keys []string, args ...any) error {
 	n, err := sc.Run(ctx, s.c, keys, args...).Int64()
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", what, jobID, err)
+		return err
 	}
 	if n == codeNotFound {
-		return notFound(jobID)
+		return backends.ErrNotFound
 	}
 	return nil
 }
 
 // Status implements backends.Store.
 func (s *Store) Status(ctx context.Context, jobID string) (backends.Status, error) {
-	if err := checkID(jobID); err != nil {
-		return backends.Status{}, err
-	}
 	h, err := s.c.HGetAll(ctx, jobKey(jobID)).Result()
 	if err != nil {
-		return backends.Status{}, fmt.Errorf("status of job %s: %w", jobID, err)
+		return backends.Status{}, err
 	}
 	if len(h) == 0 {
-		return backends.Status{}, notFound(jobID)
+		return backends.Status{}, backends.ErrNotFound
 	}
 	st, err := statusFromHash(jobID, h)
 	if err != nil {
-		return backends.Status{}, fmt.Errorf("status of job %s: %w", jobID, err)
+		return backends.Status{}, err
 	}
 	return st, nil
 }
@@ -459,26 +444,23 @@ func statusFromHash(id string, h map[string]string) (backends.Status, error) {
 // Pending implements backends.Store. It reads the done bitmap 64 KiB at a
 // time; a part completed while Pending runs may or may not be reported.
 func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) error) error {
-	if err := checkID(jobID); err != nil {
-		return err
-	}
 	ts, err := s.c.HGet(ctx, jobKey(jobID), "total").Result()
 	if errors.Is(err, goredis.Nil) {
-		return notFound(jobID)
+		return backends.ErrNotFound
 	}
 	if err != nil {
-		return fmt.Errorf("pending parts of job %s: %w", jobID, err)
+		return err
 	}
 	total, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return fmt.Errorf("pending parts of job %s: job hash has a bad total %q", jobID, ts)
+		return fmt.Errorf("job hash %s has a bad total %q", jobKey(jobID), ts)
 	}
 	nbytes := (total + 7) / 8
 	for off := int64(0); off < nbytes; off += pendingChunk {
 		end := min(off+pendingChunk, nbytes) - 1
 		chunk, err := s.c.GetRange(ctx, doneKey(jobID), off, end).Bytes()
 		if err != nil && !errors.Is(err, goredis.Nil) {
-			return fmt.Errorf("pending parts of job %s: %w", jobID, err)
+			return err
 		}
 		for i := off; i <= end; i++ {
 			var b byte // bytes past the string's end read as zero
@@ -511,7 +493,7 @@ func (s *Store) List(ctx context.Context, fn func(backends.Status) error) error 
 	for {
 		keys, next, err := s.c.Scan(ctx, cursor, listPattern, listPage).Result()
 		if err != nil {
-			return fmt.Errorf("list jobs: %w", err)
+			return err
 		}
 		var ids []string
 		for _, k := range keys {
@@ -532,7 +514,7 @@ func (s *Store) List(ctx context.Context, fn func(backends.Status) error) error 
 				cmds[i] = pipe.HGetAll(ctx, jobKey(id))
 			}
 			if _, err := pipe.Exec(ctx); err != nil {
-				return fmt.Errorf("list jobs: %w", err)
+				return err
 			}
 			for i, id := range ids {
 				h := cmds[i].Val()
@@ -541,7 +523,7 @@ func (s *Store) List(ctx context.Context, fn func(backends.Status) error) error 
 				}
 				st, err := statusFromHash(id, h)
 				if err != nil {
-					return fmt.Errorf("list jobs: %w", err)
+					return err
 				}
 				if err := fn(st); err != nil {
 					return err
@@ -557,20 +539,17 @@ func (s *Store) List(ctx context.Context, fn func(backends.Status) error) error 
 
 // ClaimReduce implements backends.Store.
 func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (string, bool, error) {
-	if err := checkID(jobID); err != nil {
-		return "", false, err
-	}
 	ms := max(lease.Milliseconds(), 1)
 	tok := uuid.NewString()
 	n, err := claimScript.Run(ctx, s.c, []string{jobKey(jobID)}, tok, ms).Int64()
 	if err != nil {
-		return "", false, fmt.Errorf("claim reduce of job %s: %w", jobID, err)
+		return "", false, err
 	}
 	switch n {
 	case 1:
 		return tok, true, nil
 	case codeNotFound:
-		return "", false, notFound(jobID)
+		return "", false, backends.ErrNotFound
 	default:
 		return "", false, nil
 	}
@@ -578,34 +557,22 @@ func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Durati
 
 // ReleaseReduce implements backends.Store.
 func (s *Store) ReleaseReduce(ctx context.Context, jobID, token string) error {
-	if err := checkID(jobID); err != nil {
-		return err
-	}
-	return s.runSimple(ctx, releaseScript, "release reduce claim of job", jobID, []string{jobKey(jobID)}, token)
+	return s.runSimple(ctx, releaseScript, []string{jobKey(jobID)}, token)
 }
 
 // MarkReduceSent implements backends.Store.
 func (s *Store) MarkReduceSent(ctx context.Context, jobID string) error {
-	if err := checkID(jobID); err != nil {
-		return err
-	}
-	return s.runSimple(ctx, sentScript, "record reduce sent for job", jobID, []string{jobKey(jobID)})
+	return s.runSimple(ctx, sentScript, []string{jobKey(jobID)})
 }
 
 // MarkReduced implements backends.Store.
 func (s *Store) MarkReduced(ctx context.Context, jobID string) error {
-	if err := checkID(jobID); err != nil {
-		return err
-	}
-	return s.runSimple(ctx, reducedScript, "record reduce done for job", jobID, []string{jobKey(jobID)})
+	return s.runSimple(ctx, reducedScript, []string{jobKey(jobID)})
 }
 
 // Delete implements backends.Store.
 func (s *Store) Delete(ctx context.Context, jobID string) error {
-	if err := checkID(jobID); err != nil {
-		return err
-	}
-	return s.runSimple(ctx, deleteScript, "delete job", jobID, []string{jobKey(jobID), doneKey(jobID)})
+	return s.runSimple(ctx, deleteScript, []string{jobKey(jobID), doneKey(jobID)})
 }
 
 // Close implements backends.Store.

@@ -44,12 +44,12 @@ func testCtx(t testing.TB, d time.Duration) context.Context {
 func openShared(t testing.TB) *Store {
 	t.Helper()
 	ctx := testCtx(t, time.Minute)
-	st, err := backends.Open(ctx, shared.URL)
+	st, err := backends.Open(ctx, shared.URL, 0)
 	if err != nil {
 		t.Fatalf("open %s: %v", shared.URL, err)
 	}
 	t.Cleanup(func() { st.Close() })
-	rs := st.(*Store)
+	rs := st.Driver().(*Store)
 	if err := rs.c.FlushDB(ctx).Err(); err != nil {
 		t.Fatalf("FLUSHDB: %v", err)
 	}
@@ -57,7 +57,7 @@ func openShared(t testing.TB) *Store {
 }
 
 func TestConformance(t *testing.T) {
-	backendtest.Run(t, func(t *testing.T) backends.Store { return openShared(t) })
+	backendtest.Run(t, func(t *testing.T) *backends.Store { return backends.New(openShared(t), time.Minute) })
 }
 
 func TestParseURL(t *testing.T) {
@@ -116,7 +116,7 @@ func TestParseURL(t *testing.T) {
 					t.Errorf("error %q holds the password", err)
 				}
 				// Through the registry too: the whole chain a user reads.
-				_, err = backends.Open(testCtx(t, time.Minute), tc.url)
+				_, err = backends.Open(testCtx(t, time.Minute), tc.url, 0)
 				if err == nil {
 					t.Fatal("backends.Open succeeded, want an error")
 				}
@@ -179,7 +179,7 @@ func TestPassword(t *testing.T) {
 	srv := testservers.StartRedisT(t, "--requirepass", right)
 	ctx := testCtx(t, time.Minute)
 
-	st, err := backends.Open(ctx, "redis://:"+right+"@"+srv.Addr+"/0")
+	st, err := backends.Open(ctx, "redis://:"+right+"@"+srv.Addr+"/0", 0)
 	if err != nil {
 		t.Fatalf("open with the right password: %v", err)
 	}
@@ -195,7 +195,7 @@ func TestPassword(t *testing.T) {
 		"redis://:" + wrong + "@" + srv.Addr + "/0",
 		"redis://default:" + wrong + "@" + srv.Addr + "/0",
 	} {
-		_, err := backends.Open(ctx, u)
+		_, err := backends.Open(ctx, u, 0)
 		if err == nil {
 			t.Fatalf("open %s succeeded, want an auth error", backends.Redact(u))
 		}
@@ -204,7 +204,7 @@ func TestPassword(t *testing.T) {
 		}
 		t.Logf("wrong password: %v", err)
 	}
-	if _, err := backends.Open(ctx, srv.URL); err == nil {
+	if _, err := backends.Open(ctx, srv.URL, 0); err == nil {
 		t.Error("open without a password succeeded against a server that requires one")
 	}
 }
@@ -216,7 +216,7 @@ func TestUnreachable(t *testing.T) {
 	}
 	// Nothing listens there: Open must say so, not hang.
 	u := "redis://:pw-unreach-1@127.0.0.1:" + strconv.Itoa(port) + "/0"
-	st, err := backends.Open(testCtx(t, 2*time.Minute), u)
+	st, err := backends.Open(testCtx(t, 2*time.Minute), u, 0)
 	if err == nil {
 		st.Close()
 		t.Fatal("Open of a port nothing listens on succeeded")
@@ -236,12 +236,12 @@ func TestUnreachable(t *testing.T) {
 func TestStoppedServer(t *testing.T) {
 	srv := testservers.StartRedisT(t)
 	ctx := testCtx(t, time.Minute)
-	st, err := backends.Open(ctx, srv.URL)
+	st, err := backends.Open(ctx, srv.URL, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	rs := st.(*Store)
+	rs := st.Driver().(*Store)
 	if err := st.CreateJob(ctx, backends.Job{ID: "stopped", Total: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func TestStoppedServer(t *testing.T) {
 	// A second store with a short read timeout and no retries, opened
 	// (and connected) before the stop: its bound must hold without any
 	// deadline from the caller.
-	short, err := backends.Open(ctx, srv.URL+"?read_timeout=500ms&max_retries=0")
+	short, err := backends.Open(ctx, srv.URL+"?read_timeout=500ms&max_retries=0", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestStoppedServer(t *testing.T) {
 	calls := []struct {
 		name string
 		ctx  context.Context
-		st   backends.Store
+		st   *backends.Store
 	}{
 		{"caller deadline", cctx, st},
 		{"read_timeout without a caller deadline", context.Background(), short},
@@ -308,8 +308,12 @@ func TestStoppedServer(t *testing.T) {
 	}
 }
 
+// TestInvalidJobID: ids holding Redis key or glob characters never reach
+// the server (backends.Store refuses them; the conformance suite checks the
+// errors of every method).
 func TestInvalidJobID(t *testing.T) {
-	st := openShared(t)
+	rs := openShared(t)
+	st := backends.New(rs, time.Minute)
 	ctx := testCtx(t, time.Minute)
 	for _, id := range []string{"", "a*b", "x}:job", "{y}", "has space"} {
 		if err := st.CreateJob(ctx, backends.Job{ID: id, Total: 1}); err == nil {
@@ -319,7 +323,7 @@ func TestInvalidJobID(t *testing.T) {
 			t.Errorf("Status(%q) err = %v, want ErrNotFound", id, err)
 		}
 	}
-	if n := st.c.DBSize(ctx).Val(); n != 0 {
+	if n := rs.c.DBSize(ctx).Val(); n != 0 {
 		t.Errorf("%d keys written by refused CreateJob calls", n)
 	}
 }
@@ -418,7 +422,7 @@ func TestCompleteContext(t *testing.T) {
 	if s, err := st.Status(ctx, "ctx-job"); err != nil || s.Remaining != 2 {
 		t.Errorf("after a cancelled Complete: %+v, %v; want 2 remaining", s, err)
 	}
-	st2, err := backends.Open(ctx, shared.URL)
+	st2, err := backends.Open(ctx, shared.URL, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,7 +118,7 @@ func TestTLSPassword(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
 
 	u := "rediss://:" + pw + "@" + addr + "/0"
-	st, err := backends.Open(ctx, u)
+	st, err := backends.Open(ctx, u, 0)
 	if err != nil {
 		t.Fatalf("open %s: %v", backends.Redact(u), err)
 	}
@@ -146,7 +146,7 @@ func TestTLSPassword(t *testing.T) {
 		{"plain redis:// to the TLS port", "redis://:" + pw + "@" + addr + "/0", addr},
 	}
 	for _, b := range bad {
-		_, err := backends.Open(ctx, b.url)
+		_, err := backends.Open(ctx, b.url, 0)
 		if err == nil {
 			t.Errorf("%s: Open succeeded", b.name)
 			continue
@@ -162,7 +162,7 @@ func TestTLSPassword(t *testing.T) {
 
 	// skip_verify=true (go-redis's option) connects without trusting the CA.
 	u = "rediss://:" + pw + "@" + otherAddr + "/0?skip_verify=true"
-	st2, err := backends.Open(ctx, u)
+	st2, err := backends.Open(ctx, u, 0)
 	if err != nil {
 		t.Fatalf("open %s: %v", backends.Redact(u), err)
 	}

@@ -7,6 +7,6 @@ import (
 )
 
 // Peek is Status: one row, exact whatever the job's size.
-func (s *store) Peek(ctx context.Context, jobID string) (backends.Status, error) {
+func (s *Store) Peek(ctx context.Context, jobID string) (backends.Status, error) {
 	return s.Status(ctx, jobID)
 }

@@ -117,13 +117,17 @@ const (
 )
 
 func init() {
-	backends.Register("sqlite", func(ctx context.Context, u *url.URL) (backends.Store, error) {
-		return open(ctx, u)
+	backends.Register("sqlite", func(ctx context.Context, u *url.URL) (backends.Driver, error) {
+		s, err := Open(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	})
 }
 
-// store is a backends.Store on one SQLite database file.
-type store struct {
+// Store is the SQLite driver: a backends.Driver on one database file.
+type Store struct {
 	db   *sql.DB
 	path string
 	// wsem serialises this process's write transactions (capacity 1).
@@ -133,7 +137,10 @@ type store struct {
 	selJob, selShard, putShard, decRemaining *sql.Stmt
 }
 
-func open(ctx context.Context, u *url.URL) (*store, error) {
+var _ backends.Driver = (*Store)(nil)
+
+// Open opens (creating if need be) the database file the URL names.
+func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	cfg, err := parseURL(u)
 	if err != nil {
 		return nil, err
@@ -152,7 +159,7 @@ func open(ctx context.Context, u *url.URL) (*store, error) {
 	}
 	db.SetMaxOpenConns(maxOpenConns)
 	db.SetMaxIdleConns(maxOpenConns)
-	s := &store{db: db, path: cfg.path, wsem: make(chan struct{}, 1)}
+	s := &Store{db: db, path: cfg.path, wsem: make(chan struct{}, 1)}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -170,7 +177,7 @@ func open(ctx context.Context, u *url.URL) (*store, error) {
 
 // migrate creates the schema in a new database and refuses one written by a
 // newer wp or by something else.
-func (s *store) migrate(ctx context.Context) error {
+func (s *Store) migrate(ctx context.Context) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var v int
 		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
@@ -226,7 +233,7 @@ func (s *store) migrate(ctx context.Context) error {
 	return nil
 }
 
-func (s *store) prepare(ctx context.Context) error {
+func (s *Store) prepare(ctx context.Context) error {
 	for _, p := range []struct {
 		stmt  **sql.Stmt
 		query string
@@ -280,7 +287,7 @@ func retry(ctx context.Context, fn func() error) error {
 // write runs fn in one BEGIN IMMEDIATE transaction and commits it, retrying
 // the whole transaction on SQLITE_BUSY. fn may run more than once, so it must
 // set its results afresh on each run.
-func (s *store) write(ctx context.Context, fn func(*sql.Tx) error) error {
+func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
 	select {
 	case s.wsem <- struct{}{}:
 	case <-ctx.Done():
@@ -300,17 +307,14 @@ func (s *store) write(ctx context.Context, fn func(*sql.Tx) error) error {
 	})
 }
 
-func (s *store) CreateJob(ctx context.Context, job backends.Job) error {
-	if err := backends.ValidateJobID(job.ID); err != nil {
-		return err
-	}
+func (s *Store) CreateJob(ctx context.Context, job backends.Job) error {
 	if job.Total < 1 {
-		return fmt.Errorf("create job %s: total %d: a job needs at least 1 part", job.ID, job.Total)
+		return fmt.Errorf("total %d: a job needs at least 1 part", job.Total)
 	}
 	var meta any // NULL for no metadata
 	if len(job.Metadata) > 0 {
 		if !json.Valid(job.Metadata) {
-			return fmt.Errorf("create job %s: metadata is not valid JSON", job.ID)
+			return errors.New("metadata is not valid JSON")
 		}
 		meta = string(job.Metadata)
 	}
@@ -330,12 +334,12 @@ func (s *store) CreateJob(ctx context.Context, job backends.Job) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("create job %s: %w", job.ID, err)
+		return err
 	}
 	return nil
 }
 
-func (s *store) Complete(ctx context.Context, jobID string, part int64) (backends.Completion, error) {
+func (s *Store) Complete(ctx context.Context, jobID string, part int64) (backends.Completion, error) {
 	var c backends.Completion
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		c = backends.Completion{}
@@ -382,7 +386,7 @@ func (s *store) Complete(ctx context.Context, jobID string, part int64) (backend
 		return nil
 	})
 	if err != nil {
-		return backends.Completion{}, fmt.Errorf("complete part %d of job %s: %w", part, jobID, err)
+		return backends.Completion{}, err
 	}
 	return c, nil
 }
@@ -400,7 +404,7 @@ func exists(ctx context.Context, tx *sql.Tx, jobID string) error {
 // update runs one UPDATE of the job's row and returns ErrNotFound when the
 // job does not exist (an UPDATE that matched nothing because its condition
 // was already met is not an error).
-func (s *store) update(ctx context.Context, jobID, query string, args ...any) error {
+func (s *Store) update(ctx context.Context, jobID, query string, args ...any) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
@@ -415,9 +419,9 @@ func (s *store) update(ctx context.Context, jobID, query string, args ...any) er
 	})
 }
 
-func (s *store) Fail(ctx context.Context, jobID, reason string) error {
+func (s *Store) Fail(ctx context.Context, jobID, reason string) error {
 	if err := s.update(ctx, jobID, `UPDATE jobs SET failed = 1, error = ? WHERE id = ? AND failed = 0`, reason, jobID); err != nil {
-		return fmt.Errorf("fail job %s: %w", jobID, err)
+		return err
 	}
 	return nil
 }
@@ -440,7 +444,7 @@ func scanStatus(r scanner) (backends.Status, error) {
 	return st, nil
 }
 
-func (s *store) Status(ctx context.Context, jobID string) (backends.Status, error) {
+func (s *Store) Status(ctx context.Context, jobID string) (backends.Status, error) {
 	var st backends.Status
 	err := retry(ctx, func() error {
 		var err error
@@ -451,7 +455,7 @@ func (s *store) Status(ctx context.Context, jobID string) (backends.Status, erro
 		return err
 	})
 	if err != nil {
-		return backends.Status{}, fmt.Errorf("status of job %s: %w", jobID, err)
+		return backends.Status{}, err
 	}
 	return st, nil
 }
@@ -461,7 +465,7 @@ type shardRow struct {
 	bits  []byte
 }
 
-func (s *store) Pending(ctx context.Context, jobID string, fn func(part int64) error) error {
+func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) error) error {
 	var total int64
 	err := retry(ctx, func() error {
 		err := s.db.QueryRowContext(ctx, `SELECT total FROM jobs WHERE id = ?`, jobID).Scan(&total)
@@ -471,7 +475,7 @@ func (s *store) Pending(ctx context.Context, jobID string, fn func(part int64) e
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("pending parts of job %s: %w", jobID, err)
+		return err
 	}
 	nshards := (total + partsPerShard - 1) / partsPerShard
 	// emitRange calls fn for every part of shards [from, to), all pending.
@@ -511,7 +515,7 @@ func (s *store) Pending(ctx context.Context, jobID string, fn func(part int64) e
 			return rows.Err()
 		})
 		if err != nil {
-			return fmt.Errorf("pending parts of job %s: %w", jobID, err)
+			return err
 		}
 		// Rows are closed: fn may use the store.
 		for _, r := range page {
@@ -541,7 +545,7 @@ func (s *store) Pending(ctx context.Context, jobID string, fn func(part int64) e
 	}
 }
 
-func (s *store) List(ctx context.Context, fn func(backends.Status) error) error {
+func (s *Store) List(ctx context.Context, fn func(backends.Status) error) error {
 	after := ""
 	page := make([]backends.Status, 0, listPage)
 	for {
@@ -563,7 +567,7 @@ func (s *store) List(ctx context.Context, fn func(backends.Status) error) error 
 			return rows.Err()
 		})
 		if err != nil {
-			return fmt.Errorf("list jobs: %w", err)
+			return err
 		}
 		for _, st := range page {
 			if err := fn(st); err != nil {
@@ -577,7 +581,7 @@ func (s *store) List(ctx context.Context, fn func(backends.Status) error) error 
 	}
 }
 
-func (s *store) ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (string, bool, error) {
+func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (string, bool, error) {
 	var token string
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		token = ""
@@ -605,38 +609,38 @@ func (s *store) ClaimReduce(ctx context.Context, jobID string, lease time.Durati
 		return nil
 	})
 	if err != nil {
-		return "", false, fmt.Errorf("claim reduce of job %s: %w", jobID, err)
+		return "", false, err
 	}
 	return token, token != "", nil
 }
 
-func (s *store) ReleaseReduce(ctx context.Context, jobID, token string) error {
+func (s *Store) ReleaseReduce(ctx context.Context, jobID, token string) error {
 	if token == "" {
 		return nil // no claim has an empty token
 	}
 	if err := s.update(ctx, jobID, `UPDATE jobs SET claim_token = '', claim_expires = 0
 		WHERE id = ? AND claim_token = ?`, jobID, token); err != nil {
-		return fmt.Errorf("release reduce claim of job %s: %w", jobID, err)
+		return err
 	}
 	return nil
 }
 
-func (s *store) MarkReduceSent(ctx context.Context, jobID string) error {
+func (s *Store) MarkReduceSent(ctx context.Context, jobID string) error {
 	if err := s.update(ctx, jobID, `UPDATE jobs SET reduce_sent = 1, claim_token = '', claim_expires = 0
 		WHERE id = ?`, jobID); err != nil {
-		return fmt.Errorf("mark reduce sent for job %s: %w", jobID, err)
+		return err
 	}
 	return nil
 }
 
-func (s *store) MarkReduced(ctx context.Context, jobID string) error {
+func (s *Store) MarkReduced(ctx context.Context, jobID string) error {
 	if err := s.update(ctx, jobID, `UPDATE jobs SET reduced = 1 WHERE id = ?`, jobID); err != nil {
-		return fmt.Errorf("mark job %s reduced: %w", jobID, err)
+		return err
 	}
 	return nil
 }
 
-func (s *store) Delete(ctx context.Context, jobID string) error {
+func (s *Store) Delete(ctx context.Context, jobID string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE id = ?`, jobID)
 		if err != nil {
@@ -651,12 +655,12 @@ func (s *store) Delete(ctx context.Context, jobID string) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("delete job %s: %w", jobID, err)
+		return err
 	}
 	return nil
 }
 
-func (s *store) Close() error {
+func (s *Store) Close() error {
 	for _, st := range []*sql.Stmt{s.selJob, s.selShard, s.putShard, s.decRemaining} {
 		st.Close()
 	}

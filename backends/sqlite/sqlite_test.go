@@ -37,10 +37,10 @@ func dbURL(path string) string {
 	return (&url.URL{Scheme: "sqlite", Path: filepath.ToSlash(path)}).String()
 }
 
-func openTemp(t testing.TB) (backends.Store, string) {
+func openTemp(t testing.TB) (*backends.Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "progress.db")
-	st, err := backends.Open(context.Background(), dbURL(path))
+	st, err := backends.Open(context.Background(), dbURL(path), 0)
 	if err != nil {
 		t.Fatalf("open %s: %v", path, err)
 	}
@@ -53,7 +53,7 @@ func openTemp(t testing.TB) (backends.Store, string) {
 }
 
 func TestConformance(t *testing.T) {
-	backendtest.Run(t, func(t *testing.T) backends.Store {
+	backendtest.Run(t, func(t *testing.T) *backends.Store {
 		st, _ := openTemp(t)
 		return st
 	})
@@ -127,7 +127,7 @@ func TestParseURL(t *testing.T) {
 // An unknown parameter is refused before any file is created.
 func TestOpen_UnknownParameter(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "p.db")
-	_, err := backends.Open(context.Background(), dbURL(path)+"?journal=off")
+	_, err := backends.Open(context.Background(), dbURL(path)+"?journal=off", 0)
 	if err == nil || !strings.Contains(err.Error(), `"journal"`) {
 		t.Fatalf("Open with ?journal=off: err = %v, want one naming the parameter", err)
 	}
@@ -172,7 +172,7 @@ func TestPermissions(t *testing.T) {
 			defer syscall.Umask(old)
 			root := t.TempDir()
 			path := filepath.Join(root, "a", "b", "progress.db")
-			st, err := backends.Open(context.Background(), dbURL(path))
+			st, err := backends.Open(context.Background(), dbURL(path), 0)
 			if err != nil {
 				t.Fatalf("open: %v", err)
 			}
@@ -216,7 +216,7 @@ func TestPermissions_ExistingFileKept(t *testing.T) {
 	if err := os.Chmod(path, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	st, err := backends.Open(context.Background(), dbURL(path))
+	st, err := backends.Open(context.Background(), dbURL(path), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestPermissions_ExistingFileKept(t *testing.T) {
 func TestReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "p.db")
-	st, err := backends.Open(ctx, dbURL(path))
+	st, err := backends.Open(ctx, dbURL(path), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestReopen(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err = backends.Open(ctx, dbURL(path))
+	st, err = backends.Open(ctx, dbURL(path), 0)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -279,19 +279,19 @@ func TestOpen_RefusesOtherSchemas(t *testing.T) {
 	dir := t.TempDir()
 
 	newer := filepath.Join(dir, "newer.db")
-	st, err := backends.Open(ctx, dbURL(newer))
+	st, err := backends.Open(ctx, dbURL(newer), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.Close()
 	rawExec(t, newer, "PRAGMA user_version = 99")
-	if _, err := backends.Open(ctx, dbURL(newer)); err == nil || !strings.Contains(err.Error(), "newer") {
+	if _, err := backends.Open(ctx, dbURL(newer), 0); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("Open of a schema version 99 database: err = %v, want one saying it is newer", err)
 	}
 
 	foreign := filepath.Join(dir, "foreign.db")
 	rawExec(t, foreign, "CREATE TABLE customers (name TEXT)")
-	if _, err := backends.Open(ctx, dbURL(foreign)); err == nil || !strings.Contains(err.Error(), "not a wp progress database") {
+	if _, err := backends.Open(ctx, dbURL(foreign), 0); err == nil || !strings.Contains(err.Error(), "not a wp progress database") {
 		t.Errorf("Open of a foreign database: err = %v, want one saying it is not wp's", err)
 	}
 }
@@ -443,7 +443,7 @@ func helperMain() int {
 	if env("HELPER") == "create" {
 		return helperCreate(ctx, env("URL"), env("JOB"), total)
 	}
-	st, err := backends.Open(ctx, env("URL"))
+	st, err := backends.Open(ctx, env("URL"), 0)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
@@ -498,7 +498,7 @@ func helperMain() int {
 func helperCreate(ctx context.Context, dbURL, jobID string, total int64) int {
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
-	st, err := backends.Open(ctx, dbURL)
+	st, err := backends.Open(ctx, dbURL, 0)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
@@ -538,7 +538,7 @@ func TestMultiProcess_CreateFresh(t *testing.T) {
 	if created != 1 {
 		t.Errorf("%d of %d processes created the job, want exactly 1", created, procs)
 	}
-	st, err := backends.Open(context.Background(), dbURL(path))
+	st, err := backends.Open(context.Background(), dbURL(path), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -649,7 +649,7 @@ func BenchmarkCreateJob_1M(b *testing.B) {
 func TestBusy_BoundedRetry(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "busy.db")
-	st, err := backends.Open(ctx, dbURL(path)+"?busy_timeout=5ms")
+	st, err := backends.Open(ctx, dbURL(path)+"?busy_timeout=5ms", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

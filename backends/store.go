@@ -1,0 +1,233 @@
+package backends
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Store is the progress store wp's commands use: a Driver behind the checks
+// every store needs alike, the way go-cloud's portable blob.Bucket wraps its
+// drivers. Each method
+//
+//   - refuses a job id that ValidateJobID rejects, before the driver is
+//     called, with an error matching ErrInvalidJobID (and, for every method
+//     but CreateJob, ErrNotFound);
+//   - bounds the call by the store's timeout (Pending and List stream any
+//     number of pages: each page is bounded by the driver's own client
+//     timeouts instead);
+//   - names the operation and the job in its error ("complete part 3 of job
+//     X: ..."), and says which limit ran out when the timeout did.
+type Store struct {
+	d       Driver
+	timeout time.Duration
+}
+
+// New wraps a driver. timeout bounds each call; 0 means no bound beyond the
+// caller's context.
+func New(d Driver, timeout time.Duration) *Store {
+	return &Store{d: d, timeout: timeout}
+}
+
+// Open parses rawURL, opens the driver registered for its scheme within
+// timeout, and wraps it. Errors name the URL with its password redacted.
+func Open(ctx context.Context, rawURL string, timeout time.Duration) (*Store, error) {
+	u, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	open, err := opener(u.Scheme, rawURL)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{timeout: timeout}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	d, err := open(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("progress store %s: %w", Redact(rawURL), s.explain(ctx, err))
+	}
+	s.d = d
+	return s, nil
+}
+
+// Driver returns the driver behind s, for tests that reach into it.
+func (s *Store) Driver() Driver { return s.d }
+
+// Timeout is the bound on each call.
+func (s *Store) Timeout() time.Duration { return s.timeout }
+
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// explain says which limit ran out when the store's own timeout did.
+func (s *Store) explain(ctx context.Context, err error) error {
+	if s.timeout > 0 && errors.Is(err, context.DeadlineExceeded) && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w (gave up after %v; WP_STORE_TIMEOUT sets the limit)", err, s.timeout)
+	}
+	return err
+}
+
+// idError is an id no job can have.
+type idError struct {
+	err      error
+	notFound bool
+}
+
+func (e *idError) Error() string { return e.err.Error() }
+func (e *idError) Is(target error) bool {
+	return target == ErrInvalidJobID || (e.notFound && target == ErrNotFound)
+}
+
+func checkID(id string, notFound bool) error {
+	if err := ValidateJobID(id); err != nil {
+		return &idError{err: err, notFound: notFound}
+	}
+	return nil
+}
+
+// call runs one bounded driver call for a job and gives its error the
+// operation's name.
+func (s *Store) call(ctx context.Context, what, id string, fn func(context.Context) error) error {
+	if err := checkID(id, true); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := fn(ctx); err != nil {
+		return fmt.Errorf("%s: %w", what, s.explain(ctx, err))
+	}
+	return nil
+}
+
+// CreateJob implements Driver.CreateJob.
+func (s *Store) CreateJob(ctx context.Context, job Job) error {
+	if err := checkID(job.ID, false); err != nil {
+		return fmt.Errorf("create job: %w", err)
+	}
+	return s.call(ctx, "create job "+job.ID, job.ID, func(ctx context.Context) error {
+		return s.d.CreateJob(ctx, job)
+	})
+}
+
+// Complete implements Driver.Complete.
+func (s *Store) Complete(ctx context.Context, jobID string, part int64) (Completion, error) {
+	var c Completion
+	err := s.call(ctx, fmt.Sprintf("complete part %d of job %s", part, jobID), jobID, func(ctx context.Context) error {
+		var err error
+		c, err = s.d.Complete(ctx, jobID, part)
+		return err
+	})
+	return c, err
+}
+
+// Fail implements Driver.Fail.
+func (s *Store) Fail(ctx context.Context, jobID, reason string) error {
+	return s.call(ctx, "fail job "+jobID, jobID, func(ctx context.Context) error {
+		return s.d.Fail(ctx, jobID, reason)
+	})
+}
+
+// Status implements Driver.Status.
+func (s *Store) Status(ctx context.Context, jobID string) (Status, error) {
+	var st Status
+	err := s.call(ctx, "status of job "+jobID, jobID, func(ctx context.Context) error {
+		var err error
+		st, err = s.d.Status(ctx, jobID)
+		return err
+	})
+	return st, err
+}
+
+// Peek implements Driver.Peek.
+func (s *Store) Peek(ctx context.Context, jobID string) (Status, error) {
+	var st Status
+	err := s.call(ctx, "read job "+jobID, jobID, func(ctx context.Context) error {
+		var err error
+		st, err = s.d.Peek(ctx, jobID)
+		return err
+	})
+	return st, err
+}
+
+// Pending implements Driver.Pending. It is not bounded by the timeout as a
+// whole: it reads any number of pages.
+func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) error) error {
+	if err := checkID(jobID, true); err != nil {
+		return fmt.Errorf("pending parts of job: %w", err)
+	}
+	var fnErr error
+	err := s.d.Pending(ctx, jobID, func(p int64) error {
+		fnErr = fn(p)
+		return fnErr
+	})
+	if err != nil && (fnErr == nil || err != fnErr) {
+		return fmt.Errorf("pending parts of job %s: %w", jobID, err)
+	}
+	return err
+}
+
+// List implements Driver.List. It is not bounded by the timeout as a
+// whole: it reads any number of pages.
+func (s *Store) List(ctx context.Context, fn func(Status) error) error {
+	var fnErr error
+	err := s.d.List(ctx, func(st Status) error {
+		fnErr = fn(st)
+		return fnErr
+	})
+	if err != nil && (fnErr == nil || err != fnErr) {
+		return fmt.Errorf("list jobs: %w", err)
+	}
+	return err
+}
+
+// ClaimReduce implements Driver.ClaimReduce.
+func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (token string, ok bool, err error) {
+	err = s.call(ctx, "claim the reduce of job "+jobID, jobID, func(ctx context.Context) error {
+		var err error
+		token, ok, err = s.d.ClaimReduce(ctx, jobID, lease)
+		return err
+	})
+	return token, ok, err
+}
+
+// ReleaseReduce implements Driver.ReleaseReduce.
+func (s *Store) ReleaseReduce(ctx context.Context, jobID, token string) error {
+	return s.call(ctx, "release the reduce claim of job "+jobID, jobID, func(ctx context.Context) error {
+		return s.d.ReleaseReduce(ctx, jobID, token)
+	})
+}
+
+// MarkReduceSent implements Driver.MarkReduceSent.
+func (s *Store) MarkReduceSent(ctx context.Context, jobID string) error {
+	return s.call(ctx, "record the reduce of job "+jobID+" as sent", jobID, func(ctx context.Context) error {
+		return s.d.MarkReduceSent(ctx, jobID)
+	})
+}
+
+// MarkReduced implements Driver.MarkReduced.
+func (s *Store) MarkReduced(ctx context.Context, jobID string) error {
+	return s.call(ctx, "record job "+jobID+" as reduced", jobID, func(ctx context.Context) error {
+		return s.d.MarkReduced(ctx, jobID)
+	})
+}
+
+// Delete implements Driver.Delete.
+func (s *Store) Delete(ctx context.Context, jobID string) error {
+	return s.call(ctx, "delete job "+jobID, jobID, func(ctx context.Context) error {
+		return s.d.Delete(ctx, jobID)
+	})
+}
+
+// Close implements Driver.Close.
+func (s *Store) Close() error {
+	if s.d == nil {
+		return nil
+	}
+	return s.d.Close()
+}
