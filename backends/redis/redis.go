@@ -331,7 +331,6 @@ redis.call('DEL', KEYS[1], KEYS[2])
 return 1
 `)
 
-
 // CreateJob implements backends.Store.
 func (s *Store) CreateJob(ctx context.Context, job backends.Job) error {
 	if job.Total < 1 || job.Total > maxParts {
