@@ -6,27 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 
 	"github.com/wp-tools/wp/backends"
+	"github.com/wp-tools/wp/internal/display"
 	"github.com/wp-tools/wp/internal/publish"
 )
-
-func topicFlag() cli.Flag {
-	return &cli.StringFlag{
-		Name:    "topic",
-		Usage:   "SNS topic ARN to publish to",
-		EnvVars: []string{"WorkTopic"},
-	}
-}
 
 func createCommand() *cli.Command {
 	return &cli.Command{
@@ -49,8 +38,8 @@ parts are published again, and duplicate map messages are harmless).
 
 Exit codes: 0 published; 1 bad input, store or SNS error; 2 wrong command line.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "jobid", Usage: "job id (default: a new UUID); letters, digits, '.', '_', '-'"},
-			&cli.StringFlag{Name: "metadata", Value: "{}", Usage: "job metadata, a JSON object: stored with the job and sent in the reduce message"},
+			jobIDFlag(),
+			metadataFlag(),
 			progressFlag(),
 			topicFlag(),
 			&cli.IntFlag{Name: "concurrency", Value: 16, Usage: "PublishBatch calls in flight"},
@@ -108,18 +97,16 @@ func parseJobOptions(c *cli.Context) (jobOptions, error) {
 // storeJob creates the job, or accepts an existing job with the same id,
 // total and metadata (a re-run after a failed publish).
 func storeJob(ctx context.Context, c *cli.Context, st *backends.Store, o jobOptions, total int64) (resumed bool, err error) {
-	sctx, cancel := storeCtx(ctx)
-	defer cancel()
-	err = st.CreateJob(sctx, backends.Job{ID: o.id, Total: total, Metadata: o.metadata})
+	err = st.CreateJob(ctx, backends.Job{ID: o.id, Total: total, Metadata: o.metadata})
 	if err == nil {
 		return false, nil
 	}
 	if !errors.Is(err, backends.ErrExists) || !o.given {
-		return false, fmt.Errorf("create job %s: %w", o.id, err)
+		return false, err
 	}
-	s, serr := st.Status(sctx, o.id)
+	s, serr := st.Status(ctx, o.id)
 	if serr != nil {
-		return false, fmt.Errorf("create job %s: %w", o.id, serr)
+		return false, serr
 	}
 	if s.Total != total || !sameJSON(s.Metadata, o.metadata) {
 		return false, fmt.Errorf("job %s already exists with %d parts and metadata %s; this input has %d parts and metadata %s: use another --jobid", o.id, s.Total, orEmpty(s.Metadata), total, o.metadata)
@@ -198,10 +185,10 @@ func createAction(c *cli.Context) error {
 	}
 	lg.Debug("job stored", "parts", total)
 
-	bar := newProgressBar(c.App.ErrWriter, "publishing", total)
+	bar := display.NewBar(c.App.ErrWriter, "publishing", total)
 	start := time.Now()
-	sent, err := pub.PublishAll(ctx, "map", next, bar.set)
-	bar.done()
+	sent, err := pub.PublishAll(ctx, "map", next, bar.Set)
+	bar.Done()
 	if err != nil {
 		lg.Error("publishing failed part way; the job is stored, and re-running with --jobid and the same input is safe (duplicate map messages are harmless)",
 			"published", sent, "parts", total, "error", err.Error(), "rerun", "wp create --jobid "+o.id)
@@ -210,62 +197,4 @@ func createAction(c *cli.Context) error {
 	lg.Debug("published", "parts", sent, "seconds", time.Since(start).Seconds())
 	fmt.Fprintln(c.App.Writer, o.id)
 	return nil
-}
-
-// progressBar draws "publishing 1234/10000 (12%)" on stderr when it is a
-// terminal, at most ten times a second; elsewhere it prints nothing.
-type progressBar struct {
-	w     io.Writer
-	label string
-	total int64
-	on    bool
-	mu    sync.Mutex
-	last  time.Time
-	n     int64
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-func newProgressBar(w io.Writer, label string, total int64) *progressBar {
-	return &progressBar{w: w, label: label, total: total, on: isTerminal(w)}
-}
-
-func (p *progressBar) set(n int) {
-	if !p.on {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.n = int64(n)
-	if time.Since(p.last) < 100*time.Millisecond {
-		return
-	}
-	p.last = time.Now()
-	p.draw()
-}
-
-func (p *progressBar) draw() {
-	pct := 0.0
-	if p.total > 0 {
-		pct = 100 * float64(p.n) / float64(p.total)
-	}
-	fmt.Fprintf(p.w, "\r%s %d/%d (%.0f%%)", p.label, p.n, p.total, pct)
-}
-
-func (p *progressBar) done() {
-	if !p.on {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.draw()
-	fmt.Fprintln(p.w)
-}
-
-func isTerminalReader(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
 }

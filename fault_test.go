@@ -117,7 +117,7 @@ func (e *wpEnv) run(extra []string, in []byte, args ...string) result {
 		if !ok {
 			e.t.Fatalf("wp %s: %v", strings.Join(args, " "), err)
 		}
-		code = exitStatus(ee.ProcessState, err)
+		code = shellStatus(ee.ProcessState)
 	}
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
@@ -591,8 +591,8 @@ wait`, pids, ready, got)
 		if err := c.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		err := c.Wait()
-		code := exitStatus(c.ProcessState, err)
+		c.Wait()
+		code := shellStatus(c.ProcessState)
 		if code != 128+int(syscall.SIGTERM) {
 			t.Errorf("wp run after SIGTERM exited %d, want %d\n%s", code, 128+int(syscall.SIGTERM), errb.String())
 		}
@@ -686,4 +686,13 @@ func faultCreateInterrupted(t *testing.T, wp string) {
 		}
 		e.checkDone("half", n)
 	})
+}
+
+// shellStatus is a finished process's status as a shell reports it: its
+// exit code, or 128+N when signal N killed it.
+func shellStatus(ps *os.ProcessState) int {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
 }

@@ -5,13 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
-	"github.com/wp-tools/wp/backends"
+	"github.com/wp-tools/wp/internal/worker"
 )
 
 // FuzzNDJSON: every line the reader returns either fails checkPart or makes
@@ -85,96 +84,11 @@ func FuzzNDJSON(f *testing.F) {
 				}
 			}
 			// The message must parse as watchbot would hand it to wp run.
-			m, err := parseDelivery(delivery{Message: string(msg), Subject: "map"})
-			if err != nil || m.jobID != "job-1" || m.part != part {
+			m, err := worker.ParseDelivery(worker.Delivery{Message: string(msg), Subject: "map"}, worker.DefaultFields)
+			if err != nil || m.JobID != "job-1" || m.Part != part {
 				t.Fatalf("wp run cannot read map message %q: %+v, %v", msg, m, err)
 			}
 			part++
 		}
 	})
 }
-
-// FuzzMessage: parseDelivery never panics; an accepted message has a valid
-// job id, a known subject and, for map, a non-negative part; partEnv never
-// yields a variable holding a NUL byte or a malformed name.
-func FuzzMessage(f *testing.F) {
-	for _, s := range [][2]string{
-		{`{"jobid":"j","partid":0}`, "map"},
-		{`{"jobid":"j","partid":0,"url":"s3://a","n":1.5,"ok":true,"x":null}`, ""},
-		{`{"jobid":"j","metadata":{"a":1}}`, "reduce"},
-		{`{"jobid":"j","partid":-1}`, "map"},
-		{`{"jobid":"j","partid":1e3}`, "map"},
-		{`{"jobid":"a*b","partid":0}`, "map"},
-		{`{"jobid":"j","partid":"0"}`, "map"},
-		{`{"jobid":"j","partid":99999999999999999999}`, "map"},
-		{`{"jobid":"j","partid":0,"a-b.c":"\u0000"}`, "map"},
-		{`[]`, "map"},
-		{``, ""},
-		{`{"jobid":"j"}`, "other"},
-	} {
-		f.Add(s[0], s[1])
-	}
-	f.Fuzz(func(t *testing.T, msg, subject string) {
-		m, err := parseDelivery(delivery{Message: msg, Subject: subject})
-		if err != nil {
-			var pe *poisonError
-			if !errors.As(err, &pe) {
-				t.Fatalf("parseDelivery error %v is not a poison error", err)
-			}
-			return
-		}
-		if err := backends.ValidateJobID(m.jobID); err != nil {
-			t.Fatalf("accepted job id %q: %v", m.jobID, err)
-		}
-		if m.subject != "map" && m.subject != "reduce" {
-			t.Fatalf("accepted subject %q", m.subject)
-		}
-		if m.subject == "map" && m.part < 0 {
-			t.Fatalf("accepted part %d", m.part)
-		}
-		for _, kv := range partEnv(nil, m, discardLogger()) {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok || k == "" || strings.IndexByte(v, 0) >= 0 {
-				t.Fatalf("bad environment entry %q", kv)
-			}
-			for _, r := range k {
-				if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_') {
-					t.Fatalf("environment name %q holds %q", k, r)
-				}
-			}
-		}
-	})
-}
-
-// FuzzCodeSet: an accepted set holds only codes 1 to 255, and its String()
-// parses back to the same set.
-func FuzzCodeSet(f *testing.F) {
-	for _, s := range []string{"3", "3,10-20", " 1 - 255 ", "", "0", "256", "5-2", "3,,4", "-1", "1-", "x", "99999999999999999999", "1-99999999999"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		set, err := parseCodeSet(s)
-		if err != nil {
-			return
-		}
-		for c := range set {
-			if c < 1 || c > 255 || !set[c] {
-				t.Fatalf("parseCodeSet(%q) holds %d", s, c)
-			}
-		}
-		again, err := parseCodeSet(set.String())
-		if err != nil {
-			t.Fatalf("String() %q of parseCodeSet(%q) does not parse: %v", set.String(), s, err)
-		}
-		if len(again) != len(set) {
-			t.Fatalf("parseCodeSet(%q) = %v, re-parsed as %v", s, set, again)
-		}
-		for c := range set {
-			if !again[c] {
-				t.Fatalf("parseCodeSet(%q) = %v, re-parsed as %v", s, set, again)
-			}
-		}
-	})
-}
-
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

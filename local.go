@@ -23,16 +23,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/wp-tools/wp/backends"
-)
-
-// wp local's own exit codes.
-const (
-	// exitLocalFailed: the job failed, parts still failed after --retries,
-	// or the reduce failed.
-	exitLocalFailed = 1
-	// exitInterrupted: SIGINT or SIGTERM stopped the run; resume it with
-	// --resume.
-	exitInterrupted = 130
+	"github.com/wp-tools/wp/internal/child"
+	"github.com/wp-tools/wp/internal/display"
+	"github.com/wp-tools/wp/internal/statedir"
+	"github.com/wp-tools/wp/internal/worker"
 )
 
 func localCommand() *cli.Command {
@@ -69,12 +63,12 @@ Exit codes:
    130  interrupted by SIGINT or SIGTERM (resume with --resume JOBID)`,
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: runtime.NumCPU(), Usage: "parts run in parallel (default: the number of CPUs)"},
-			&cli.StringFlag{Name: "fail-job-on", Usage: "exit codes of CMD that fail the whole job, e.g. 3,10-20", EnvVars: []string{"WP_FAIL_JOB_ON"}},
+			failJobOnFlag(),
 			&cli.IntFlag{Name: "retries", Value: 2, Usage: "how many times a part (or the reduce) that exits with another non-zero code is run again"},
 			&cli.StringFlag{Name: "resume", Usage: "resume an existing job: run its pending parts, then the reduce (no input is read)"},
-			&cli.StringFlag{Name: "jobid", Usage: "job id (default: a new UUID)"},
-			&cli.StringFlag{Name: "metadata", Value: "{}", Usage: "job metadata, a JSON object: given to the reduce as WP_METADATA"},
-			&cli.DurationFlag{Name: "grace", Value: defaultGrace, Usage: "after forwarding a signal, how long a command has to exit before SIGKILL"},
+			jobIDFlag(),
+			metadataFlag(),
+			graceFlag(),
 			&cli.BoolFlag{Name: "no-prefix", Usage: "pass the commands' output through without the [part N] prefix (lines still never interleave)"},
 			progressFlag(),
 		},
@@ -93,15 +87,11 @@ func partsPath(storeURL, jobID string) (string, error) {
 		}
 		return filepath.Join(p+".parts", jobID+".ndjson"), nil
 	}
-	dir := os.Getenv("XDG_STATE_HOME")
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("find a place for the parts file: %w", err)
-		}
-		dir = filepath.Join(home, ".local", "state")
+	dir, err := statedir.Dir()
+	if err != nil {
+		return "", fmt.Errorf("find a place for the parts file: %w", err)
 	}
-	return filepath.Join(dir, "wp", "parts", jobID+".ndjson"), nil
+	return filepath.Join(dir, "parts", jobID+".ndjson"), nil
 }
 
 // localPublisher keeps the reduce message for wp local instead of sending it.
@@ -132,14 +122,15 @@ type localRun struct {
 	c       *cli.Context
 	log     *slog.Logger
 	store   *backends.Store
-	runner  *partRunner
+	runner  *worker.Runner
 	pub     *localPublisher
+	grace   time.Duration
 	jobID   string
 	argv    []string
 	workers int
 	retries int
 	prefix  bool
-	out     *lockedOutput
+	out     *display.Output
 
 	stop        atomic.Bool // no new parts: interrupted or the job failed
 	interrupted atomic.Bool
@@ -159,9 +150,9 @@ func localAction(c *cli.Context) error {
 	if len(argv) == 0 {
 		return usageError("wp local needs a command: wp local [flags] -- CMD [ARGS...] < parts.ndjson")
 	}
-	failOn, err := parseCodeSet(c.String("fail-job-on"))
+	failOn, err := worker.ParseCodeSet(c.String("fail-job-on"))
 	if err != nil {
-		return usageError("--fail-job-on %v", err)
+		return usageError("--fail-job-on: %v", err)
 	}
 	if c.Int("jobs") < 1 {
 		return usageError("-j must be at least 1")
@@ -229,11 +220,16 @@ func localAction(c *cli.Context) error {
 	}
 	pub := &localPublisher{}
 	l := &localRun{
-		c: c, log: lg, store: st, pub: pub, jobID: o.id, argv: argv,
+		c: c, log: lg, store: st, pub: pub, jobID: o.id, argv: argv, grace: c.Duration("grace"),
 		workers: c.Int("jobs"), retries: c.Int("retries"), prefix: !c.Bool("no-prefix"),
-		runner: &partRunner{store: st, pub: pub, failJobOn: failOn, grace: c.Duration("grace"), lease: defaultReduceLease, log: partLog},
+		runner: worker.New(st, pub, worker.Options{
+			FailJobOn:   failOn,
+			Grace:       c.Duration("grace"),
+			ReduceLease: defaultReduceLease,
+			Log:         partLog,
+		}),
 	}
-	l.out = newLockedOutput(c.App.Writer, c.App.ErrWriter)
+	l.out = display.NewOutput(c.App.Writer, c.App.ErrWriter)
 	return l.run(pp)
 }
 
@@ -295,9 +291,7 @@ type task struct {
 func (l *localRun) run(pp string) error {
 	start := time.Now()
 	ctx := context.Background()
-	sctx, cancel := storeCtx(ctx)
-	st, err := l.store.Status(sctx, l.jobID)
-	cancel()
+	st, err := l.store.Status(ctx, l.jobID)
 	if err != nil {
 		return notFound(l.jobID, err)
 	}
@@ -307,12 +301,6 @@ func (l *localRun) run(pp string) error {
 	pending, err := l.pendingSet(st)
 	if err != nil {
 		return err
-	}
-	// Every part this run starts is pending, and a failure of the job is
-	// caught by Complete: no need to read the job again before each part.
-	if st.Remaining > 0 {
-		known := st
-		l.runner.known = &known
 	}
 	l.log.Info("running job", "jobid", l.jobID, "parts", st.Total, "pending", st.Remaining, "workers", l.workers)
 
@@ -344,8 +332,12 @@ func (l *localRun) run(pp string) error {
 		}
 	}()
 
-	bar := newLocalProgress(l, st.Total, st.Total-st.Remaining)
-	bar.start()
+	base := st.Total - st.Remaining
+	bar := display.NewTicker(l.out, display.IsTerminal(l.c.App.ErrWriter), func() string {
+		done := base + l.done.Load()
+		return fmt.Sprintf("%d/%d parts done (%.0f%%), %d failed, %d retried", done, st.Total, 100*float64(done)/float64(max(st.Total, 1)), l.failedParts.Load(), l.retried.Load())
+	}, func(line string) { l.log.Info("progress: " + line) })
+	bar.Start()
 	tasks := make(chan task)
 	var wg sync.WaitGroup
 	for i := 0; i < l.workers; i++ {
@@ -360,14 +352,14 @@ func (l *localRun) run(pp string) error {
 				if l.stop.Load() {
 					continue
 				}
-				l.runPart(ctx, t, ch)
+				l.runPart(ctx, st, t, ch)
 			}
 		}()
 	}
 	feedErr := l.feed(pp, pending, st.FirstPart, tasks)
 	close(tasks)
 	wg.Wait()
-	bar.stop()
+	bar.Stop()
 	if feedErr != nil {
 		return feedErr
 	}
@@ -383,9 +375,7 @@ func (l *localRun) run(pp string) error {
 // 100,000 parts take 12.5 KB).
 func (l *localRun) pendingSet(st backends.Status) ([]uint64, error) {
 	bits := make([]uint64, (st.Total+63)/64)
-	ctx, cancel := storeCtx(context.Background())
-	defer cancel()
-	err := l.store.Pending(ctx, l.jobID, func(p int64) error {
+	err := l.store.Pending(context.Background(), l.jobID, func(p int64) error {
 		i := p - st.FirstPart
 		if i < 0 || i >= st.Total {
 			return fmt.Errorf("pending part %d is outside the job", p)
@@ -394,7 +384,7 @@ func (l *localRun) pendingSet(st backends.Status) ([]uint64, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read pending parts of %s: %w", l.jobID, err)
+		return nil, err
 	}
 	return bits, nil
 }
@@ -428,10 +418,10 @@ func (l *localRun) feed(pp string, pending []uint64, first int64, tasks chan<- t
 	}
 }
 
-func (l *localRun) childSpec(prefix string, m delivery, attempt int, first time.Time) childSpec {
+func (l *localRun) childSpec(prefix string, d worker.Delivery, attempt int, first time.Time) child.Spec {
 	env := append(os.Environ(),
-		"Message="+m.Message,
-		"Subject="+m.Subject,
+		"Message="+d.Message,
+		"Subject="+d.Subject,
 		"MessageId="+uuid.NewString(),
 		"SentTimestamp="+first.UTC().Format(time.RFC3339Nano),
 		"ApproximateFirstReceiveTimestamp="+first.UTC().Format(time.RFC3339Nano),
@@ -440,48 +430,57 @@ func (l *localRun) childSpec(prefix string, m delivery, attempt int, first time.
 	if !l.prefix {
 		prefix = ""
 	}
-	return childSpec{
-		argv:   l.argv,
-		env:    env,
-		stdin:  nil,
-		stdout: l.out.writer(false, prefix),
-		stderr: l.out.writer(true, prefix),
-		grace:  l.runner.grace,
+	return child.Spec{
+		Argv:   l.argv,
+		Env:    env,
+		Stdout: l.out.Writer(false, prefix),
+		Stderr: l.out.Writer(true, prefix),
+		Grace:  l.grace,
 	}
 }
 
 // runPart runs one part with wp run's semantics, retrying other failures.
-func (l *localRun) runPart(ctx context.Context, t task, sigs chan os.Signal) {
+func (l *localRun) runPart(ctx context.Context, job backends.Status, t task, sigs chan os.Signal) {
 	first := time.Now()
-	d := delivery{Message: t.body, Subject: "map"}
+	d := worker.Delivery{Message: t.body, Subject: worker.SubjectMap}
+	m, err := worker.ParseDelivery(d, worker.DefaultFields)
+	if err != nil { // the parts file holds only messages wp made
+		l.log.Error("parts file: "+err.Error(), "jobid", l.jobID, "partid", t.part)
+		l.dropped.Add(1)
+		return
+	}
 	for attempt := 1; ; attempt++ {
 		spec := l.childSpec(fmt.Sprintf("[part %d] ", t.part), d, attempt, first)
-		o := l.runner.handle(ctx, d, spec, sigs)
+		res := l.runner.Process(ctx, job, m, spec, sigs)
 		flushSpec(spec)
-		switch {
-		case l.interrupted.Load() && o.code != exitOK:
-			return
-		case o.failed:
+		switch res.Outcome {
+		case worker.FailedJob:
 			l.jobFailed.Store(true)
 			l.stop.Store(true)
 			return
-		case o.code == exitOK && o.skipped:
+		case worker.Skipped:
 			l.skipped.Add(1)
 			if st, err := l.status(); err == nil && st.Failed {
 				l.jobFailed.Store(true)
 				l.stop.Store(true)
 			}
 			return
-		case o.code == exitOK:
+		case worker.Completed, worker.Finished:
 			l.done.Add(1)
 			return
-		case o.code == exitDrop && !o.ran:
+		case worker.AlreadyDone:
+			l.skipped.Add(1)
+			return
+		case worker.Dropped:
 			l.dropped.Add(1)
+			return
+		}
+		if l.interrupted.Load() {
 			return
 		}
 		if attempt > l.retries {
 			l.failedParts.Add(1)
-			l.log.Error("part still failing after retries", "jobid", l.jobID, "partid", t.part, "attempts", attempt, "exit_code", o.code)
+			l.log.Error("part still failing after retries", "jobid", l.jobID, "partid", t.part, "attempts", attempt, "exit_code", res.Status, "outcome", res.Outcome.String())
 			return
 		}
 		l.retried.Add(1)
@@ -489,22 +488,25 @@ func (l *localRun) runPart(ctx context.Context, t task, sigs chan os.Signal) {
 			return
 		}
 		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		// The job as it is now: an earlier attempt may have completed
+		// the part before its reduce could be sent.
+		if st, err := l.store.Peek(ctx, l.jobID); err == nil {
+			job = st
+		}
 	}
 }
 
-func flushSpec(s childSpec) {
-	if w, ok := s.stdout.(*lineWriter); ok {
+func flushSpec(s child.Spec) {
+	if w, ok := s.Stdout.(*display.LineWriter); ok {
 		w.Flush()
 	}
-	if w, ok := s.stderr.(*lineWriter); ok {
+	if w, ok := s.Stderr.(*display.LineWriter); ok {
 		w.Flush()
 	}
 }
 
 func (l *localRun) status() (backends.Status, error) {
-	ctx, cancel := storeCtx(context.Background())
-	defer cancel()
-	return l.store.Status(ctx, l.jobID)
+	return l.store.Status(context.Background(), l.jobID)
 }
 
 // runReduce runs the reduce once every part is complete. It returns the
@@ -526,16 +528,16 @@ func (l *localRun) runReduce(ctx context.Context) int {
 	if body == "" {
 		// Every part was done before this run (a resume), or a worker
 		// that finished did not get to send it: claim and "send" now.
-		lg := l.log.With("jobid", l.jobID, "subject", "reduce")
-		if o := l.runner.ensureReduce(ctx, lg, l.jobID, st.Metadata, st.ReduceSent); o.code != exitOK {
+		lg := l.log.With("jobid", l.jobID, "subject", worker.SubjectReduce)
+		if res := l.runner.EnsureReduce(ctx, lg, l.jobID, st.Metadata, st.ReduceSent); res.Outcome != worker.Completed {
 			return -1
 		}
 		body = l.pub.take()
 		if body == "" {
-			body = reduceBody(l.jobID, st.Metadata) // sent by an interrupted run: run it again
+			body = worker.ReduceBody(l.jobID, st.Metadata) // sent by an interrupted run: run it again
 		}
 	}
-	d := delivery{Message: body, Subject: "reduce"}
+	d := worker.Delivery{Message: body, Subject: worker.SubjectReduce}
 	first := time.Now()
 	ch := make(chan os.Signal, 1)
 	l.mu.Lock()
@@ -543,17 +545,22 @@ func (l *localRun) runReduce(ctx context.Context) int {
 	l.mu.Unlock()
 	for attempt := 1; ; attempt++ {
 		spec := l.childSpec("[reduce] ", d, attempt, first)
-		o := l.runner.handle(ctx, d, spec, ch)
+		res := l.runner.Handle(ctx, d, spec, ch)
 		flushSpec(spec)
-		if o.failed {
+		switch res.Outcome {
+		case worker.FailedJob:
 			l.jobFailed.Store(true)
-			return o.childRC
+			return res.Status
+		case worker.Reduced:
+			return 0
+		case worker.Skipped:
+			return 0
 		}
-		if o.code == exitOK || l.interrupted.Load() || attempt > l.retries {
-			if o.ran {
-				return o.childRC
+		if l.interrupted.Load() || attempt > l.retries {
+			if res.Ran {
+				return res.Status
 			}
-			return o.code
+			return 1
 		}
 		l.retried.Add(1)
 		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
@@ -583,13 +590,13 @@ func (l *localRun) finish(start time.Time, reduceCode int) error {
 		return exitCode(exitInterrupted)
 	case l.jobFailed.Load() || st.Failed:
 		l.log.Error("job failed", "jobid", l.jobID, "reason", st.Error)
-		return exitCode(exitLocalFailed)
+		return exitCode(exitError)
 	case l.failedParts.Load() > 0 || l.dropped.Load() > 0:
 		fmt.Fprintf(l.c.App.ErrWriter, "wp: %d parts failed after %d retries; run them again with:\n  wp local --resume %s -- %s\n", l.failedParts.Load()+l.dropped.Load(), l.retries, l.jobID, shellJoin(l.argv))
-		return exitCode(exitLocalFailed)
+		return exitCode(exitError)
 	case reduceCode != 0:
 		l.log.Error("reduce failed", "jobid", l.jobID, "reduce", reduce)
-		return exitCode(exitLocalFailed)
+		return exitCode(exitError)
 	}
 	return nil
 }
@@ -610,148 +617,4 @@ func shellJoin(argv []string) string {
 		b.WriteByte('\'')
 	}
 	return b.String()
-}
-
-// localProgress shows how far wp local is: a bar redrawn on a terminal,
-// or a plain line every 10 seconds otherwise.
-type localProgress struct {
-	l     *localRun
-	total int64
-	base  int64
-	quit  chan struct{}
-	wg    sync.WaitGroup
-}
-
-func newLocalProgress(l *localRun, total, base int64) *localProgress {
-	return &localProgress{l: l, total: total, base: base, quit: make(chan struct{})}
-}
-
-func (p *localProgress) line() string {
-	done := p.base + p.l.done.Load()
-	return fmt.Sprintf("%d/%d parts done (%.0f%%), %d failed, %d retried", done, p.total, 100*float64(done)/float64(max(p.total, 1)), p.l.failedParts.Load(), p.l.retried.Load())
-}
-
-func (p *localProgress) start() {
-	term := isTerminal(p.l.c.App.ErrWriter)
-	every := 10 * time.Second
-	if term {
-		every = 200 * time.Millisecond
-	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.quit:
-				if term {
-					p.l.out.setStatus("")
-				}
-				return
-			case <-t.C:
-				if term {
-					p.l.out.setStatus(p.line())
-				} else {
-					p.l.log.Info("progress: " + p.line())
-				}
-			}
-		}
-	}()
-}
-
-func (p *localProgress) stop() {
-	close(p.quit)
-	p.wg.Wait()
-}
-
-// lockedOutput writes whole lines of many children to one stdout and one
-// stderr, so lines never interleave mid-line, and keeps a status line (the
-// progress bar) at the bottom of a terminal stderr.
-type lockedOutput struct {
-	mu     sync.Mutex
-	stdout io.Writer
-	stderr io.Writer
-	status string
-}
-
-func newLockedOutput(stdout, stderr io.Writer) *lockedOutput {
-	return &lockedOutput{stdout: stdout, stderr: stderr}
-}
-
-func (o *lockedOutput) writeLine(toErr bool, b []byte) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.status != "" {
-		io.WriteString(o.stderr, "\r\033[K")
-	}
-	if toErr {
-		o.stderr.Write(b)
-	} else {
-		o.stdout.Write(b)
-	}
-	if o.status != "" {
-		io.WriteString(o.stderr, o.status)
-	}
-}
-
-func (o *lockedOutput) setStatus(s string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	io.WriteString(o.stderr, "\r\033[K"+s)
-	o.status = s
-}
-
-func (o *lockedOutput) writer(toErr bool, prefix string) io.Writer {
-	return &lineWriter{out: o, toErr: toErr, prefix: prefix}
-}
-
-// lineWriter buffers a child's output and hands it on a whole line at a
-// time, each with the prefix. A line longer than 64 KiB is handed on in
-// pieces.
-type lineWriter struct {
-	out    *lockedOutput
-	toErr  bool
-	prefix string
-	buf    []byte
-}
-
-const maxPartialLine = 64 * 1024
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			w.buf = append(w.buf, p...)
-			if len(w.buf) >= maxPartialLine {
-				w.emit(append(w.buf, '\n'))
-				w.buf = w.buf[:0]
-			}
-			break
-		}
-		w.buf = append(w.buf, p[:i+1]...)
-		w.emit(w.buf)
-		w.buf = w.buf[:0]
-		p = p[i+1:]
-	}
-	return n, nil
-}
-
-func (w *lineWriter) emit(line []byte) {
-	if w.prefix == "" {
-		w.out.writeLine(w.toErr, line)
-		return
-	}
-	b := make([]byte, 0, len(w.prefix)+len(line))
-	b = append(append(b, w.prefix...), line...)
-	w.out.writeLine(w.toErr, b)
-}
-
-// Flush hands on a last line that had no newline.
-func (w *lineWriter) Flush() {
-	if len(w.buf) > 0 {
-		w.emit(append(w.buf, '\n'))
-		w.buf = w.buf[:0]
-	}
 }

@@ -12,8 +12,12 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/wp-tools/wp/internal/worker"
 )
 
 // wp's own exit codes. A child command's exit code passes through wp run
@@ -28,11 +32,52 @@ const (
 	// exitDrop: wp run got a message that can never succeed (poison):
 	// watchbot deletes the message instead of retrying it.
 	exitDrop = 3
-	// exitRetry: wp run could not reach the store or SNS; watchbot puts
-	// the message back on the queue and it is retried. Matches sysexits'
-	// EX_TEMPFAIL.
+	// exitRetry: wp run could not reach the store or SNS, or is
+	// misconfigured (bad store URL or timeout), or another worker holds the
+	// reduce claim; watchbot puts the message back on the queue and it is
+	// retried. Matches sysexits' EX_TEMPFAIL.
 	exitRetry = 75
+	// exitCannotExec, exitNotFound: wp run's command could not be started
+	// (not executable, no such command), as a shell reports it.
+	exitCannotExec = 126
+	exitNotFound   = 127
+	// exitInterrupted: wp local was stopped by SIGINT or SIGTERM; resume it
+	// with --resume.
+	exitInterrupted = 130
+	// exitSignalBase: wp run's command was killed by (or interrupted with)
+	// signal N: 128+N.
+	exitSignalBase = 128
 )
+
+// runExitCode is what wp run exits with for the outcome of its one
+// delivery: what watchbot then does with the message is in the README's
+// exit-code table.
+func runExitCode(res worker.Result) int {
+	switch res.Outcome {
+	case worker.Completed, worker.Finished, worker.AlreadyDone, worker.Skipped, worker.Reduced:
+		return exitOK
+	case worker.FailedJob, worker.CommandFailed:
+		return res.Status
+	case worker.Interrupted:
+		// Nothing was recorded: never 0, so the message is retried.
+		if res.Status == 0 {
+			if sig, ok := res.Signal.(syscall.Signal); ok {
+				return exitSignalBase + int(sig)
+			}
+			return exitSignalBase + int(syscall.SIGTERM)
+		}
+		return res.Status
+	case worker.CannotStart:
+		if res.NotFound {
+			return exitNotFound
+		}
+		return exitCannotExec
+	case worker.Dropped:
+		return exitDrop
+	default: // Unavailable, ClaimHeld
+		return exitRetry
+	}
+}
 
 // exitError carries an exit code through urfave/cli back to main.
 type exitErr struct {
@@ -126,18 +171,42 @@ func isUsageError(err error) bool {
 	return false
 }
 
+// versionString is what --version prints: the release's version, commit
+// and date (goreleaser's ldflags), or else what the Go toolchain recorded
+// in the binary: the module version of a `go install ...@vX`, and the VCS
+// commit and time of a `go build` in a checkout.
 func versionString() string {
-	v := version
-	if v == "dev" {
-		// A `go install .../wp@vX` build carries its module version.
-		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+	v, c, d := version, commit, date
+	modified := false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			v = bi.Main.Version
 		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				if c == "" {
+					c = s.Value
+					if len(c) > 12 {
+						c = c[:12]
+					}
+				}
+			case "vcs.time":
+				if d == "" {
+					d = s.Value
+				}
+			case "vcs.modified":
+				modified = s.Value == "true" && commit == ""
+			}
+		}
 	}
-	if commit != "" {
-		v += " (commit " + commit
-		if date != "" {
-			v += ", built " + date
+	if c != "" {
+		v += " (commit " + c
+		if modified {
+			v += "+changes"
+		}
+		if d != "" {
+			v += ", built " + d
 		}
 		v += ")"
 	}
@@ -157,9 +226,12 @@ const exitCodesHelp = `EXIT CODES (wp's own; wp run passes its command's code th
    1    error (bad input, no such job, store error)
    2    wrong command line
    3    wp run: the message can never succeed; watchbot drops it
-   75   wp run: the store or SNS could not be reached, or another worker holds the
-        reduce claim without recording it; watchbot retries
-   128+N  wp run: the command was killed by signal N`
+   75   wp run: the store or SNS could not be reached, the store is misconfigured
+        (bad URL or WP_STORE_TIMEOUT), or another worker holds the reduce claim
+        without recording it; watchbot retries
+   126, 127  wp run: the command could not be started (not executable, not found)
+   128+N  wp run: the command was killed by signal N
+   130  wp local: interrupted by SIGINT or SIGTERM (resume with --resume)`
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
@@ -194,7 +266,8 @@ PROGRESS STORES (--progress URL, env WP_PROGRESS):
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
-			c.App.Metadata = map[string]any{"logger": lg}
+			to, err := parseStoreTimeout()
+			c.App.Metadata = map[string]any{"logger": lg, "storeTimeout": to, "storeTimeoutErr": err}
 			return nil
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() maps errors to codes
@@ -234,6 +307,18 @@ func newLogger(w io.Writer, format string, verbose, quiet bool) (*slog.Logger, e
 	default:
 		return nil, fmt.Errorf("--log-format %q: want text or json", format)
 	}
+}
+
+// appStoreTimeout is WP_STORE_TIMEOUT as the app parsed it at start.
+func appStoreTimeout(c *cli.Context) (time.Duration, error) {
+	if c.App.Metadata == nil {
+		return parseStoreTimeout()
+	}
+	if err, _ := c.App.Metadata["storeTimeoutErr"].(error); err != nil {
+		return 0, err
+	}
+	to, _ := c.App.Metadata["storeTimeout"].(time.Duration)
+	return to, nil
 }
 
 func logger(c *cli.Context) *slog.Logger {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -108,49 +107,40 @@ job or store error (with --watch: also when the job failed); 2 wrong command lin
 }
 
 func infoAction(c *cli.Context) error {
-	id, err := jobIDArg(c)
-	if err != nil {
-		return err
-	}
 	if c.Duration("interval") <= 0 {
 		return usageError("--interval must be positive")
 	}
-	st, err := openStore(c)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for {
-		ctx, cancel := storeCtx(c.Context)
-		s, err := st.Status(ctx, id)
-		cancel()
-		if err != nil {
-			return notFound(id, err)
+	return withJob(c, func(st *backends.Store, id string) error {
+		for {
+			s, err := st.Status(c.Context, id)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				b, _ := json.Marshal(toJSON(s))
+				fmt.Fprintln(c.App.Writer, string(b))
+			} else {
+				printInfo(c.App.Writer, s)
+			}
+			if !c.Bool("watch") {
+				return nil
+			}
+			switch s.State() {
+			case backends.StateFailed:
+				return exitCode(exitError)
+			case backends.StateComplete, backends.StateReduced:
+				return nil
+			}
+			select {
+			case <-c.Context.Done():
+				return c.Context.Err()
+			case <-time.After(c.Duration("interval")):
+			}
+			if !c.Bool("json") {
+				fmt.Fprintln(c.App.Writer)
+			}
 		}
-		if c.Bool("json") {
-			b, _ := json.Marshal(toJSON(s))
-			fmt.Fprintln(c.App.Writer, string(b))
-		} else {
-			printInfo(c.App.Writer, s)
-		}
-		if !c.Bool("watch") {
-			return nil
-		}
-		switch s.State() {
-		case backends.StateFailed:
-			return exitCode(exitError)
-		case backends.StateComplete, backends.StateReduced:
-			return nil
-		}
-		select {
-		case <-c.Context.Done():
-			return c.Context.Err()
-		case <-time.After(c.Duration("interval")):
-		}
-		if !c.Bool("json") {
-			fmt.Fprintln(c.App.Writer)
-		}
-	}
+	})
 }
 
 func printInfo(w io.Writer, s backends.Status) {
@@ -266,128 +256,32 @@ Exit codes: 0 printed; 1 no such job or store error; 2 wrong command line.`,
 }
 
 func pendingAction(c *cli.Context) error {
-	id, err := jobIDArg(c)
-	if err != nil {
-		return err
-	}
-	st, err := openStore(c)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	w := bufio.NewWriterSize(c.App.Writer, 64*1024)
-	defer w.Flush()
-	array := c.Bool("array")
-	n := 0
-	if array {
-		w.WriteByte('[')
-	}
-	var buf []byte
-	err = st.Pending(c.Context, id, func(p int64) error {
-		if array && n > 0 {
-			w.WriteByte(',')
+	return withJob(c, func(st *backends.Store, id string) error {
+		w := bufio.NewWriterSize(c.App.Writer, 64*1024)
+		array := c.Bool("array")
+		n := 0
+		if array {
+			w.WriteByte('[')
 		}
-		buf = strconv.AppendInt(buf[:0], p, 10)
-		if !array {
-			buf = append(buf, '\n')
+		var buf []byte
+		err := st.Pending(c.Context, id, func(p int64) error {
+			if array && n > 0 {
+				w.WriteByte(',')
+			}
+			buf = strconv.AppendInt(buf[:0], p, 10)
+			if !array {
+				buf = append(buf, '\n')
+			}
+			_, err := w.Write(buf)
+			n++
+			return err
+		})
+		if err != nil {
+			return err // a half-written array is never flushed
 		}
-		_, err := w.Write(buf)
-		n++
-		return err
+		if array {
+			w.WriteString("]\n")
+		}
+		return w.Flush()
 	})
-	if err != nil {
-		w.Reset(c.App.Writer) // drop a half-written array
-		return notFound(id, err)
-	}
-	if array {
-		w.WriteString("]\n")
-	}
-	return nil
-}
-
-func failCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "fail",
-		Usage:     "fail a job by hand: its remaining parts are skipped and no reduce is sent",
-		ArgsUsage: "JOBID",
-		Description: `Marks the job failed with the reason given. A failed job stays failed; failing
-it again keeps the first reason.
-
-Exit codes: 0 failed; 1 no such job or store error; 2 wrong command line.`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "reason", Value: "failed by hand (wp fail)", Usage: "why the job was stopped"},
-			progressFlag(),
-		},
-		Action: func(c *cli.Context) error {
-			id, err := jobIDArg(c)
-			if err != nil {
-				return err
-			}
-			if strings.TrimSpace(c.String("reason")) == "" {
-				return usageError("--reason must not be empty")
-			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			ctx, cancel := storeCtx(c.Context)
-			defer cancel()
-			if err := st.Fail(ctx, id, c.String("reason")); err != nil {
-				return notFound(id, err)
-			}
-			logger(c).Info("job failed", "jobid", id, "reason", c.String("reason"))
-			return nil
-		},
-	}
-}
-
-func rmCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "rm",
-		Usage:     "delete a job's state from the store",
-		ArgsUsage: "JOBID",
-		Description: `Deletes every trace of the job from the progress store. Map messages still in
-the queue for it are then dropped by wp run (exit 3, no such job). Asks for
-confirmation on a terminal unless --yes is given; without a terminal, --yes is
-required.
-
-Exit codes: 0 deleted; 1 no such job, not confirmed, or store error; 2 wrong command line.`,
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
-			progressFlag(),
-		},
-		Action: func(c *cli.Context) error {
-			id, err := jobIDArg(c)
-			if err != nil {
-				return err
-			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			ctx, cancel := storeCtx(c.Context)
-			defer cancel()
-			s, err := st.Status(ctx, id)
-			if err != nil {
-				return notFound(id, err)
-			}
-			if !c.Bool("yes") {
-				if !isTerminalReader(c.App.Reader) {
-					return fmt.Errorf("refusing to delete job %s without confirmation: pass --yes", id)
-				}
-				fmt.Fprintf(c.App.ErrWriter, "delete job %s (%s, %d/%d parts complete)? [y/N] ", id, s.State(), s.Total-s.Remaining, s.Total)
-				line, _ := bufio.NewReader(c.App.Reader).ReadString('\n')
-				if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-					return errors.New("not deleted")
-				}
-			}
-			if err := st.Delete(ctx, id); err != nil {
-				return notFound(id, err)
-			}
-			logger(c).Info("job deleted", "jobid", id)
-			return nil
-		},
-	}
 }

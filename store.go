@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"time"
@@ -17,18 +16,6 @@ import (
 // defaultStoreTimeout bounds each store call so an unreachable store makes wp
 // give up instead of hanging. WP_STORE_TIMEOUT overrides it.
 const defaultStoreTimeout = 30 * time.Second
-
-func progressFlag() cli.Flag {
-	usage := "progress store URL (redis://, rediss://, sqlite://, dynamodb://); default: dynamodb://TABLE from ProgressTable, else the SQLite file $XDG_STATE_HOME/wp/progress.db"
-	if u, src, err := defaultStoreURL(); err == nil {
-		usage += fmt.Sprintf(" (here, from %s: %s)", src, backends.Redact(u))
-	}
-	return &cli.StringFlag{
-		Name:    "progress",
-		Usage:   usage,
-		EnvVars: []string{"WP_PROGRESS"},
-	}
-}
 
 // storeURL says which store to use and why: --progress / WP_PROGRESS, else
 // watchbot's ProgressTable (DynamoDB), else the embedded SQLite file.
@@ -59,7 +46,8 @@ func defaultStoreURL() (string, string, error) {
 	return u, "the default", nil
 }
 
-func storeTimeout() (time.Duration, error) {
+// parseStoreTimeout reads WP_STORE_TIMEOUT; the app does it once, at start.
+func parseStoreTimeout() (time.Duration, error) {
 	s := os.Getenv("WP_STORE_TIMEOUT")
 	if s == "" {
 		return defaultStoreTimeout, nil
@@ -71,13 +59,14 @@ func storeTimeout() (time.Duration, error) {
 	return d, nil
 }
 
-// openStore opens the chosen store within the store timeout.
+// openStore opens the chosen store; every call on it is bounded by
+// WP_STORE_TIMEOUT. A bad WP_STORE_TIMEOUT is a usage error.
 func openStore(c *cli.Context) (*backends.Store, error) {
-	u, src, err := storeURL(c)
+	to, err := appStoreTimeout(c)
 	if err != nil {
-		return nil, err
+		return nil, withCode(exitUsage, err)
 	}
-	to, err := storeTimeout()
+	u, src, err := storeURL(c)
 	if err != nil {
 		return nil, err
 	}
@@ -85,11 +74,17 @@ func openStore(c *cli.Context) (*backends.Store, error) {
 	return backends.Open(c.Context, u, to)
 }
 
-// storeCtx bounds one store call.
-func storeCtx(parent context.Context) (context.Context, context.CancelFunc) {
-	to, err := storeTimeout()
+// withJob opens the store, runs fn with the job id argument, and turns
+// ErrNotFound into "no such job: ID": what the one-job commands share.
+func withJob(c *cli.Context, fn func(st *backends.Store, id string) error) error {
+	id, err := jobIDArg(c)
 	if err != nil {
-		to = defaultStoreTimeout
+		return err
 	}
-	return context.WithTimeout(parent, to)
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return notFound(id, fn(st, id))
 }

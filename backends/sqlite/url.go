@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/wp-tools/wp/internal/statedir"
 )
 
 // DefaultBusyTimeout is how long one statement waits for another
@@ -83,14 +85,11 @@ func parseURL(u *url.URL) (config, error) {
 // given: $XDG_STATE_HOME/wp/progress.db, or ~/.local/state/wp/progress.db
 // when XDG_STATE_HOME is unset or not absolute (as the XDG spec says).
 func DefaultPath() (string, error) {
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "wp", "progress.db"), nil
-	}
-	home, err := os.UserHomeDir()
+	d, err := statedir.Dir()
 	if err != nil {
-		return "", fmt.Errorf("find the default progress database: %w (set XDG_STATE_HOME or HOME, or give a store URL)", err)
+		return "", fmt.Errorf("find the default progress database: %w", err)
 	}
-	return filepath.Join(home, ".local", "state", "wp", "progress.db"), nil
+	return filepath.Join(d, "progress.db"), nil
 }
 
 // DefaultURL is DefaultPath as a sqlite:// store URL.

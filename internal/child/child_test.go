@@ -80,16 +80,18 @@ func ready(t *testing.T, path string) {
 func TestRun_ForwardsSignalToGroup(t *testing.T) {
 	dir := t.TempDir()
 	mark := filepath.Join(dir, "ready")
+	mark2 := filepath.Join(dir, "ready2")
 	got := filepath.Join(dir, "got")
 	// The command and a grandchild both trap TERM: both must receive it.
-	spec := sh(`trap 'echo child >> ` + got + `; exit 0' TERM
-sh -c 'trap "echo grandchild >> ` + got + `; exit 0" TERM; while :; do sleep 0.05; done' &
+	spec := sh(`trap 'echo child >> ` + got + `; wait $gc; exit 0' TERM
+sh -c 'trap "echo grandchild >> ` + got + `; exit 0" TERM; echo ok > ` + mark2 + `; while :; do sleep 0.05; done' &
+gc=$!
 echo ok > ` + mark + `
 while :; do sleep 0.05; done`)
 	sigs := make(chan os.Signal, 1)
 	go func() {
 		ready(t, mark)
-		time.Sleep(100 * time.Millisecond) // the grandchild's trap
+		ready(t, mark2)
 		sigs <- syscall.SIGTERM
 	}()
 	res, err := Run(context.Background(), spec, sigs, quiet())

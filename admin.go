@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/wp-tools/wp/backends"
+	"github.com/wp-tools/wp/backends/dynamodb"
+	"github.com/wp-tools/wp/internal/display"
+)
+
+// The operator's commands: wp fail, wp rm, wp table create.
+
+func failCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "fail",
+		Usage:     "fail a job by hand: its remaining parts are skipped and no reduce is sent",
+		ArgsUsage: "JOBID",
+		Description: `Marks the job failed with the reason given. A failed job stays failed; failing
+it again keeps the first reason.
+
+Exit codes: 0 failed; 1 no such job or store error; 2 wrong command line.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "reason", Value: "failed by hand (wp fail)", Usage: "why the job was stopped"},
+			progressFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			if strings.TrimSpace(c.String("reason")) == "" {
+				return usageError("--reason must not be empty")
+			}
+			return withJob(c, func(st *backends.Store, id string) error {
+				if err := st.Fail(c.Context, id, c.String("reason")); err != nil {
+					return err
+				}
+				logger(c).Info("job failed", "jobid", id, "reason", c.String("reason"))
+				return nil
+			})
+		},
+	}
+}
+
+func rmCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "delete a job's state from the store",
+		ArgsUsage: "JOBID",
+		Description: `Deletes every trace of the job from the progress store. Map messages still in
+the queue for it are then dropped by wp run (exit 3, no such job). Asks for
+confirmation on a terminal unless --yes is given; without a terminal, --yes is
+required.
+
+Exit codes: 0 deleted; 1 no such job, not confirmed, or store error; 2 wrong command line.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
+			progressFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			return withJob(c, func(st *backends.Store, id string) error {
+				s, err := st.Status(c.Context, id)
+				if err != nil {
+					return err
+				}
+				if !c.Bool("yes") {
+					if !display.IsTerminal(c.App.Reader) {
+						return fmt.Errorf("refusing to delete job %s without confirmation: pass --yes", id)
+					}
+					fmt.Fprintf(c.App.ErrWriter, "delete job %s (%s, %d/%d parts complete)? [y/N] ", id, s.State(), s.Total-s.Remaining, s.Total)
+					line, _ := bufio.NewReader(c.App.Reader).ReadString('\n')
+					if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+						return errors.New("not deleted")
+					}
+				}
+				if err := st.Delete(c.Context, id); err != nil {
+					return err
+				}
+				logger(c).Info("job deleted", "jobid", id)
+				return nil
+			})
+		},
+	}
+}
+
+func tableCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "table",
+		Usage: "manage DynamoDB progress tables",
+		Subcommands: []*cli.Command{{
+			Name:      "create",
+			Usage:     "create a DynamoDB table wp (and watchbot-progress) can use",
+			ArgsUsage: "NAME",
+			Description: `Creates a table with hash key id (type S) and on-demand billing, and waits
+until it is active. It is the layout watchbot's reduce mode and the
+watchbot-progress libraries use, so the same table serves them all. Region,
+credentials and endpoint come from the AWS SDK's standard chain
+(AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_DYNAMODB, ...).
+
+Exit codes: 0 created; 1 the table exists or AWS refused; 2 wrong command line.`,
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return usageError("table create needs exactly one NAME argument")
+				}
+				name, err := dynamodb.TableFromARN(c.Args().First())
+				if err != nil {
+					return withCode(exitUsage, err)
+				}
+				cfg, err := dynamodb.LoadConfig(c.Context)
+				if err != nil {
+					return err
+				}
+				to, err := appStoreTimeout(c)
+				if err != nil {
+					return withCode(exitUsage, err)
+				}
+				ctx, cancel := context.WithTimeout(c.Context, to)
+				defer cancel()
+				if err := dynamodb.CreateTable(ctx, cfg, name); err != nil {
+					return err
+				}
+				logger(c).Info("table created", "table", name)
+				fmt.Fprintf(c.App.Writer, "dynamodb://%s\n", name)
+				return nil
+			},
+		}},
+	}
+}

@@ -1,0 +1,149 @@
+package worker
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/wp-tools/wp/backends"
+)
+
+// Delivery is one message as watchbot hands it to a worker: the SNS message
+// body (env Message) and its subject (env Subject).
+type Delivery struct {
+	Message string
+	Subject string
+}
+
+// Subjects of wp's messages.
+const (
+	SubjectMap    = "map"
+	SubjectReduce = "reduce"
+)
+
+// Message is a parsed map or reduce message.
+type Message struct {
+	Subject string // SubjectMap or SubjectReduce
+	JobID   string
+	Part    int64 // map only
+	// Fields are the message's top-level fields, as they came.
+	Fields map[string]json.RawMessage
+	// Metadata is a reduce message's metadata (nil when it has none).
+	Metadata json.RawMessage
+}
+
+// FieldNames names the message fields that hold the job id and the part id:
+// "jobid" and "partid" in the messages wp create and watchbot-progress-py
+// publish; messages published by other code (the Node library leaves the
+// shape to its user) may use others.
+type FieldNames struct {
+	JobID, PartID string
+}
+
+// DefaultFields are the field names wp publishes.
+var DefaultFields = FieldNames{JobID: "jobid", PartID: "partid"}
+
+// PoisonError is a message that can never succeed: the caller should drop
+// it rather than have it retried.
+type PoisonError struct{ Err error }
+
+func (e *PoisonError) Error() string { return e.Err.Error() }
+func (e *PoisonError) Unwrap() error { return e.Err }
+
+func poison(format string, a ...any) error { return &PoisonError{fmt.Errorf(format, a...)} }
+
+// ParseDelivery checks a message before anything else happens. Its errors
+// are *PoisonError.
+func ParseDelivery(d Delivery, names FieldNames) (Message, error) {
+	if names.JobID == "" {
+		names.JobID = DefaultFields.JobID
+	}
+	if names.PartID == "" {
+		names.PartID = DefaultFields.PartID
+	}
+	var m Message
+	if d.Message == "" {
+		return m, poison("no Message: wp run expects the watchbot message in the Message environment variable")
+	}
+	body := bytes.TrimSpace([]byte(d.Message))
+	if len(body) == 0 || body[0] != '{' {
+		return m, poison("Message is not a JSON object")
+	}
+	if err := json.Unmarshal(body, &m.Fields); err != nil {
+		return m, poison("Message is not valid JSON: %v", err)
+	}
+	raw, ok := m.Fields[names.JobID]
+	if !ok {
+		return m, poison("Message has no %s field (the job id; --jobid-field names another)", names.JobID)
+	}
+	if err := json.Unmarshal(raw, &m.JobID); err != nil {
+		return m, poison("Message %s is not a string: %s", names.JobID, truncate(raw, 40))
+	}
+	if err := backends.ValidateJobID(m.JobID); err != nil {
+		return m, poison("Message %s: %v", names.JobID, err)
+	}
+	_, hasPart := m.Fields[names.PartID]
+	switch d.Subject {
+	case SubjectMap, SubjectReduce:
+		m.Subject = d.Subject
+	case "":
+		if !hasPart {
+			return m, poison("no Subject and no %s: cannot tell a map message from a reduce", names.PartID)
+		}
+		m.Subject = SubjectMap
+	default:
+		return m, poison("unknown Subject %q: want map or reduce", d.Subject)
+	}
+	if m.Subject == SubjectReduce {
+		m.Metadata = m.Fields["metadata"]
+		return m, nil
+	}
+	if !hasPart {
+		return m, poison("map message has no %s field (the part id; --partid-field names another)", names.PartID)
+	}
+	p, err := parsePartID(m.Fields[names.PartID])
+	if err != nil {
+		return m, poison("Message %s %v", names.PartID, err)
+	}
+	m.Part = p
+	return m, nil
+}
+
+// parsePartID accepts a non-negative JSON integer.
+func parsePartID(raw json.RawMessage) (int64, error) {
+	s := string(bytes.TrimSpace(raw))
+	if s == "" || s[0] == '"' {
+		return 0, fmt.Errorf("%s is not a number", truncate(raw, 40))
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
+			return 0, fmt.Errorf("%s is too large", truncate(raw, 40))
+		}
+		return 0, fmt.Errorf("%s is not a whole number", truncate(raw, 40))
+	}
+	if n < 0 {
+		return 0, fmt.Errorf("%d is negative", n)
+	}
+	return n, nil
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "..."
+}
+
+// ReduceBody is the reduce message: {"jobid": ..., "metadata": {...}}.
+func ReduceBody(jobID string, meta json.RawMessage) string {
+	if len(meta) == 0 {
+		meta = json.RawMessage(`{}`)
+	}
+	b, _ := json.Marshal(struct {
+		JobID    string          `json:"jobid"`
+		Metadata json.RawMessage `json:"metadata"`
+	}{jobID, meta})
+	return string(b)
+}

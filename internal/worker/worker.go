@@ -1,0 +1,408 @@
+// Package worker is wp's part engine: what handling one watchbot message
+// means, shared by `wp run` (one message per process) and `wp local` (a
+// whole job in one process). It parses the message, reads the job, runs the
+// command (package child), and records the outcome in the progress store:
+// exit 0 completes the part, and the completion that finishes the job sends
+// the reduce through the exactly-once claim protocol (EnsureReduce); a
+// fail-job code fails the job; anything else records nothing.
+//
+// The engine holds no process exit codes: Handle returns a Result whose
+// Outcome says what happened, and each caller maps it (wp run to its exit
+// code, wp local to its counters).
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/wp-tools/wp/backends"
+	"github.com/wp-tools/wp/internal/child"
+)
+
+// Publisher sends one message: wp run sends the reduce through SNS, wp
+// local keeps it for itself.
+type Publisher interface {
+	Publish(ctx context.Context, subject, body string) error
+}
+
+// Outcome is what handling one delivery came to.
+type Outcome int
+
+const (
+	// Completed: the command exited 0 and the part is recorded complete
+	// (a duplicate delivery of a complete part included).
+	Completed Outcome = iota + 1
+	// Finished: Completed, and this completion finished the job; the
+	// reduce was sent (or another worker had already sent it).
+	Finished
+	// AlreadyDone: every part was already complete, so the command did
+	// not run; the reduce is sent if it was not.
+	AlreadyDone
+	// Skipped: the job has failed (or, for a reduce, was already
+	// reduced): the command did not run, or ran while the job failed and
+	// nothing was recorded.
+	Skipped
+	// FailedJob: the command exited with a fail-job code and the job is
+	// now failed.
+	FailedJob
+	// Reduced: the reduce command exited 0 and the job is recorded as
+	// reduced.
+	Reduced
+	// CommandFailed: the command exited non-zero (not a fail-job code):
+	// nothing is recorded.
+	CommandFailed
+	// CannotStart: the command could not be started (Err says why).
+	CannotStart
+	// Interrupted: a signal was forwarded to the command: nothing is
+	// recorded, whatever it exited with.
+	Interrupted
+	// Dropped: the message can never succeed (not wp's, no such job, part
+	// out of range): the command did not run.
+	Dropped
+	// Unavailable: the store or SNS could not be reached, before the
+	// command ran (it then did not run) or after (its result may not be
+	// recorded, or the reduce not sent). Err says what failed.
+	Unavailable
+	// ClaimHeld: every part is complete, and another worker has held the
+	// reduce claim for Options.ClaimWait without recording the reduce as
+	// sent (it may have died). Retrying later lets the reduce be sent once
+	// its claim runs out.
+	ClaimHeld
+)
+
+var outcomeNames = map[Outcome]string{
+	Completed: "completed", Finished: "finished", AlreadyDone: "already done", Skipped: "skipped",
+	FailedJob: "failed the job", Reduced: "reduced", CommandFailed: "command failed",
+	CannotStart: "cannot start", Interrupted: "interrupted", Dropped: "dropped",
+	Unavailable: "store or SNS unavailable", ClaimHeld: "reduce claim held",
+}
+
+func (o Outcome) String() string {
+	if s, ok := outcomeNames[o]; ok {
+		return s
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// Result is what Handle did.
+type Result struct {
+	Outcome Outcome
+	// Ran: the command was started.
+	Ran bool
+	// Status is the command's exit status when it ran (128+N when killed
+	// by signal N).
+	Status int
+	// Signal is the signal forwarded to the command (Interrupted).
+	Signal os.Signal
+	// NotFound: CannotStart because there is no such command (rather
+	// than one that cannot be executed).
+	NotFound bool
+	// Recorded: the part's completion is in the store (Completed,
+	// Finished; also Unavailable when only the reduce could not be sent).
+	Recorded bool
+	// Err is what went wrong (Dropped, Unavailable, CannotStart).
+	Err error
+}
+
+// Options are the part semantics a caller chooses.
+type Options struct {
+	// FailJobOn: the command's exit codes that fail the whole job.
+	FailJobOn CodeSet
+	// Grace: after a forwarded signal, how long the command has to exit
+	// before SIGKILL.
+	Grace time.Duration
+	// ReduceLease: how long a worker holds the right to publish the
+	// reduce; it gives up publishing after half of it.
+	ReduceLease time.Duration
+	// ClaimWait: when every part is complete and another worker holds the
+	// reduce claim, how long to wait for it to record the reduce as sent
+	// before reporting ClaimHeld. wp run waits (its message may be the
+	// last chance to send a dead finisher's reduce); 0 reports Completed
+	// at once (wp local: one process, whose claims are its own).
+	ClaimWait time.Duration
+	// Fields: the names of the message fields holding the job and part
+	// ids.
+	Fields FieldNames
+	// Log gets one line per delivery (and warnings and errors).
+	Log *slog.Logger
+}
+
+// Runner handles deliveries against one store.
+type Runner struct {
+	store *backends.Store
+	pub   Publisher
+	opt   Options
+}
+
+// New returns a Runner.
+func New(store *backends.Store, pub Publisher, opt Options) *Runner {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Fields.JobID == "" {
+		opt.Fields.JobID = DefaultFields.JobID
+	}
+	if opt.Fields.PartID == "" {
+		opt.Fields.PartID = DefaultFields.PartID
+	}
+	return &Runner{store: store, pub: pub, opt: opt}
+}
+
+// Handle runs one delivery: it parses the message, reads the job (one small
+// read: Peek), runs the command and records the outcome. spec is the
+// command; its environment gets the part's variables added (PartEnv).
+// Signals received on sigs are forwarded to the command.
+func (r *Runner) Handle(ctx context.Context, d Delivery, spec child.Spec, sigs <-chan os.Signal) Result {
+	m, err := ParseDelivery(d, r.opt.Fields)
+	if err != nil {
+		r.opt.Log.Error("dropping message: "+err.Error(), "subject", d.Subject)
+		return Result{Outcome: Dropped, Err: err}
+	}
+	lg := r.log(m)
+	job, err := r.store.Peek(ctx, m.JobID)
+	if errors.Is(err, backends.ErrNotFound) {
+		lg.Error("dropping message: no such job")
+		return Result{Outcome: Dropped, Err: err}
+	}
+	if err != nil {
+		lg.Error("cannot read the job from the progress store; the command was not run and the message will be retried", "error", err.Error())
+		return Result{Outcome: Unavailable, Err: err}
+	}
+	return r.process(ctx, lg, job, m, spec, sigs)
+}
+
+// Process is Handle for a message already parsed, of a job the caller
+// already read (wp local reads its job once, not before every part). A job
+// failed since job was read is still caught, by the completion.
+func (r *Runner) Process(ctx context.Context, job backends.Status, m Message, spec child.Spec, sigs <-chan os.Signal) Result {
+	return r.process(ctx, r.log(m), job, m, spec, sigs)
+}
+
+func (r *Runner) log(m Message) *slog.Logger {
+	lg := r.opt.Log.With("jobid", m.JobID, "subject", m.Subject)
+	if m.Subject == SubjectMap {
+		lg = lg.With("partid", m.Part)
+	}
+	return lg
+}
+
+func (r *Runner) process(ctx context.Context, lg *slog.Logger, job backends.Status, m Message, spec child.Spec, sigs <-chan os.Signal) Result {
+	if m.Subject == SubjectReduce {
+		return r.reduce(ctx, lg, job, m, spec, sigs)
+	}
+	if m.Part < job.FirstPart || m.Part >= job.FirstPart+job.Total {
+		err := fmt.Errorf("part %d is not a part of this job (parts %d to %d)", m.Part, job.FirstPart, job.FirstPart+job.Total-1)
+		lg.Error("dropping message: " + err.Error())
+		return Result{Outcome: Dropped, Err: err}
+	}
+	if job.Failed {
+		lg.Info("job has failed: skipping part", "reason", job.Error)
+		return Result{Outcome: Skipped}
+	}
+	if job.Remaining == 0 {
+		lg.Info("every part is already complete: not running the command")
+		res := r.EnsureReduce(ctx, lg, m.JobID, job.Metadata, job.ReduceSent)
+		if res.Outcome == Completed {
+			res.Outcome = AlreadyDone
+		}
+		return res
+	}
+	res, lg, done := r.runCommand(ctx, lg, m, spec, sigs)
+	if done {
+		return res
+	}
+	if res.Status != 0 {
+		lg.Warn("command failed: nothing recorded; the message will be retried")
+		res.Outcome = CommandFailed
+		return res
+	}
+	return r.complete(ctx, lg, job, m, res)
+}
+
+// runCommand runs the command for one message and deals with what map and
+// reduce share: a command that could not start, was interrupted, or exited
+// with a fail-job code. done is false when the caller still has to act on
+// the exit status (0, or another code); the logger then carries it.
+func (r *Runner) runCommand(ctx context.Context, lg *slog.Logger, m Message, spec child.Spec, sigs <-chan os.Signal) (Result, *slog.Logger, bool) {
+	spec.Env = PartEnv(spec.Env, m, r.opt.Fields, lg)
+	if spec.Grace <= 0 {
+		spec.Grace = r.opt.Grace
+	}
+	cr, err := child.Run(ctx, spec, sigs, lg)
+	if err != nil {
+		var se *child.StartError
+		notFound := errors.As(err, &se) && se.NotFound
+		lg.Error("command could not start", "error", err.Error())
+		return Result{Outcome: CannotStart, NotFound: notFound, Err: err}, lg, true
+	}
+	res := Result{Ran: true, Status: cr.Status, Signal: cr.Signal}
+	lg = lg.With("exit_code", cr.Status, "duration_ms", cr.Took.Milliseconds())
+	what := fmt.Sprintf("part %d", m.Part)
+	if m.Subject == SubjectReduce {
+		what = "reduce"
+	}
+	switch {
+	case cr.Signal != nil:
+		// Nothing is recorded, even if the command exited 0 after the
+		// signal: it may have stopped half way.
+		lg.Warn("interrupted: nothing recorded for the "+what+"; the message will be retried", "signal", cr.Signal.String())
+		res.Outcome = Interrupted
+		return res, lg, true
+	case cr.Status != 0 && r.opt.FailJobOn[cr.Status]:
+		reason := fmt.Sprintf("%s exited with code %d", what, cr.Status)
+		if err := r.store.Fail(ctx, m.JobID, reason); err != nil {
+			lg.Error("command asked to fail the job, but the progress store could not record it; the message will be retried", "error", err.Error())
+			res.Outcome, res.Err = Unavailable, err
+			return res, lg, true
+		}
+		lg.Warn("job failed: later parts will be skipped", "reason", reason)
+		res.Outcome = FailedJob
+		return res, lg, true
+	}
+	return res, lg, false
+}
+
+func (r *Runner) complete(ctx context.Context, lg *slog.Logger, job backends.Status, m Message, res Result) Result {
+	comp, err := r.store.Complete(ctx, m.JobID, m.Part)
+	switch {
+	case errors.Is(err, backends.ErrJobFailed):
+		lg.Warn("the job failed while this part ran: nothing recorded")
+		res.Outcome = Skipped
+		return res
+	case errors.Is(err, backends.ErrNotFound), errors.Is(err, backends.ErrPartRange):
+		lg.Error("dropping message: cannot complete the part", "error", err.Error())
+		res.Outcome, res.Err = Dropped, err
+		return res
+	case err != nil:
+		lg.Error("the command succeeded but its completion could not be recorded; the message will be retried", "error", err.Error())
+		res.Outcome, res.Err = Unavailable, err
+		return res
+	}
+	res.Recorded = true
+	res.Outcome = Completed
+	switch {
+	case comp.Finisher:
+		lg.Info("part complete: this completion finished the job")
+		res.Outcome = Finished
+	case comp.Duplicate:
+		lg.Info("part was already complete (duplicate delivery)")
+	default:
+		lg.Info("part complete")
+	}
+	if comp.Done && !comp.ReduceSent {
+		rr := r.EnsureReduce(ctx, lg, m.JobID, job.Metadata, false)
+		if rr.Outcome != Completed {
+			res.Outcome, res.Err = rr.Outcome, rr.Err
+		}
+	}
+	return res
+}
+
+// EnsureReduce sends the job's reduce unless it was sent or another worker
+// holds the claim: claim, publish, record. It returns Completed when the
+// reduce is sent (by this call or another worker), Unavailable when the
+// store or the publish failed (a failed publish releases the claim, so that
+// the retry sends it), and ClaimHeld when another worker held the claim for
+// Options.ClaimWait without recording the reduce.
+func (r *Runner) EnsureReduce(ctx context.Context, lg *slog.Logger, jobID string, meta json.RawMessage, sent bool) Result {
+	done := Result{Outcome: Completed}
+	if sent {
+		return done
+	}
+	deadline := time.Now().Add(r.opt.ClaimWait)
+	var token string
+	for {
+		var ok bool
+		var err error
+		token, ok, err = r.store.ClaimReduce(ctx, jobID, r.opt.ReduceLease)
+		if err != nil {
+			lg.Error("cannot claim the reduce; the message will be retried", "error", err.Error())
+			return Result{Outcome: Unavailable, Err: err}
+		}
+		if ok {
+			break
+		}
+		if r.opt.ClaimWait <= 0 {
+			lg.Info("reduce already sent or being sent by another worker")
+			return done
+		}
+		// Another worker holds the claim. If it is alive it records the
+		// reduce as sent within moments; if it died, succeeding here
+		// would delete this message, and the reduce would be lost
+		// whenever no other delivery comes after the claim runs out.
+		st, err := r.store.Peek(ctx, jobID)
+		if err != nil {
+			lg.Error("cannot read the job to learn whether the reduce was sent; the message will be retried", "error", err.Error())
+			return Result{Outcome: Unavailable, Err: err}
+		}
+		if st.ReduceSent || st.Failed {
+			lg.Info("reduce already sent by another worker")
+			return done
+		}
+		if time.Now().After(deadline) {
+			lg.Warn("another worker holds the reduce claim but has not recorded the reduce as sent (it may have died; its claim runs out at the latest one reduce lease after it was taken): the message will be retried so that the reduce is not lost", "waited", r.opt.ClaimWait.String())
+			return Result{Outcome: ClaimHeld}
+		}
+		select {
+		case <-ctx.Done():
+			return Result{Outcome: Unavailable, Err: ctx.Err()}
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	// Give up publishing well before the claim runs out, so that no other
+	// worker can claim and publish while this one still might.
+	pctx, pcancel := context.WithTimeout(ctx, r.opt.ReduceLease/2)
+	err := r.pub.Publish(pctx, SubjectReduce, ReduceBody(jobID, meta))
+	pcancel()
+	if err != nil {
+		if rerr := r.store.ReleaseReduce(ctx, jobID, token); rerr != nil {
+			lg.Warn("cannot release the reduce claim; it expires by itself", "lease", r.opt.ReduceLease.String(), "error", rerr.Error())
+		}
+		lg.Error("cannot publish the reduce message; the message will be retried and the retry sends it", "error", err.Error())
+		return Result{Outcome: Unavailable, Err: err}
+	}
+	if err := r.store.MarkReduceSent(ctx, jobID); err != nil {
+		// Published but not recorded: succeeding keeps the claim until
+		// its lease runs out; only a later duplicate delivery after that
+		// could send a second reduce (the documented window).
+		lg.Warn("reduce published but not recorded as sent", "error", err.Error())
+		return done
+	}
+	lg.Info("reduce message published")
+	return done
+}
+
+func (r *Runner) reduce(ctx context.Context, lg *slog.Logger, job backends.Status, m Message, spec child.Spec, sigs <-chan os.Signal) Result {
+	if job.Failed {
+		lg.Info("job has failed: skipping reduce", "reason", job.Error)
+		return Result{Outcome: Skipped}
+	}
+	if job.Reduced {
+		lg.Info("job already reduced: skipping duplicate reduce message")
+		return Result{Outcome: Skipped}
+	}
+	if len(m.Metadata) == 0 {
+		m.Metadata = job.Metadata
+	}
+	res, lg, done := r.runCommand(ctx, lg, m, spec, sigs)
+	if done {
+		return res
+	}
+	if res.Status != 0 {
+		lg.Warn("reduce command failed: the message will be retried")
+		res.Outcome = CommandFailed
+		return res
+	}
+	res.Outcome = Reduced
+	if err := r.store.MarkReduced(ctx, m.JobID); err != nil {
+		lg.Warn("reduce succeeded but could not be recorded", "error", err.Error())
+	} else {
+		lg.Info("reduce complete")
+	}
+	return res
+}
