@@ -45,6 +45,16 @@ type Job struct {
 	// does by keeping it as a map the legacy tools can read), and it is
 	// sent in the reduce message.
 	Metadata json.RawMessage
+	// Tolerance is how many parts may be given up (GiveUp) before the job
+	// fails; the zero value tolerates none.
+	Tolerance Tolerance
+	// ReduceOnFailure: the reduce is sent for a failed job too (carrying
+	// the job's state), so a reduce step can clean up or alert.
+	ReduceOnFailure bool
+	// Digest identifies the input the job was created from
+	// ("sha256:<hex>"), so that wp retry can refuse another file; "" when
+	// unknown.
+	Digest string
 }
 
 // Completion is what Complete learns about the job after recording a part.
@@ -63,6 +73,34 @@ type Completion struct {
 	// ReduceSent mirrors Status.ReduceSent at the time of the call, so the
 	// caller knows whether a reduce may still need sending.
 	ReduceSent bool
+	// Failed is true when this call failed the job: a GiveUp that left
+	// more parts given up than the job tolerates.
+	Failed bool
+}
+
+// GiveUpInfo is what is recorded of a part given up.
+type GiveUpInfo struct {
+	// ExitCode is the command's last exit status (128+N when signal N
+	// killed it).
+	ExitCode int
+	// Signal names the signal that killed it ("" if none).
+	Signal string
+	// ReceiveCount is the delivery's ApproximateReceiveCount.
+	ReceiveCount int
+	// At is when it was given up (stores keep milliseconds).
+	At time.Time
+	// Stderr is the end of the command's stderr: at most MaxStderrTail
+	// bytes of valid UTF-8.
+	Stderr string
+}
+
+// MaxStderrTail is the most of a given-up part's stderr a store keeps.
+const MaxStderrTail = 512
+
+// GivenUpPart is one given-up part, as GivenUp lists it.
+type GivenUpPart struct {
+	Part int64
+	GiveUpInfo
 }
 
 // Status is a snapshot of one job.
@@ -83,6 +121,18 @@ type Status struct {
 	// FirstPart is the smallest valid part id: 0 for jobs written by wp and
 	// watchbot-progress-py, 1 for jobs written by the Node library.
 	FirstPart int64
+	// GivenUp is how many parts have been given up (and not completed
+	// since). Given-up parts are not pending: Total - Remaining - GivenUp
+	// parts are complete.
+	GivenUp int64
+	// Tolerance, ReduceOnFailure and Digest are as the job was created
+	// with (zero for jobs written by other tools).
+	Tolerance       Tolerance
+	ReduceOnFailure bool
+	Digest          string
+	// FailedByTolerance: the job failed because more parts were given up
+	// than it tolerates (Retry can make it run again).
+	FailedByTolerance bool
 }
 
 // State names the job's state: failed, reduced, complete or running.
@@ -147,7 +197,10 @@ type Driver interface {
 	// write, whether the job is now done and whether this call finished it.
 	// It is idempotent: completing a part twice records it once and the
 	// second call has Duplicate == true and Finisher == false. Completing a
-	// part of a failed job records nothing and returns ErrJobFailed.
+	// given-up part turns it into a completed one (Status.GivenUp drops by
+	// one; it is neither Duplicate nor Finisher, the part having ended
+	// before). Completing a part of a failed job records nothing and
+	// returns ErrJobFailed.
 	// A part id outside the job returns ErrPartRange; an unknown job
 	// returns ErrNotFound and creates nothing.
 	Complete(ctx context.Context, jobID string, part int64) (Completion, error)
@@ -175,13 +228,42 @@ type Driver interface {
 	// returns an error, List stops and returns it.
 	List(ctx context.Context, fn func(Status) error) error
 
+	// GiveUp records that part failed for good: the queue will not deliver
+	// it again. A given-up part has ended: the job is done when every part
+	// has completed or been given up, and the call that ends the last
+	// pending part, Complete or GiveUp alike, is the one finisher. Giving
+	// up a part that is already given up or complete changes nothing
+	// (Duplicate). When this call leaves more parts given up than
+	// job.Tolerance allows, it also fails the job, with the reason "N parts
+	// given up (tolerance T)" and FailedByTolerance (Completion.Failed);
+	// later parts are then skipped as after Fail. A failed job records
+	// nothing and returns ErrJobFailed; otherwise errors are as Complete's.
+	GiveUp(ctx context.Context, jobID string, part int64, info GiveUpInfo) (Completion, error)
+
+	// GivenUp calls fn with each given-up part in ascending part order,
+	// streaming as Pending does. If fn returns an error, GivenUp stops and
+	// returns it.
+	GivenUp(ctx context.Context, jobID string, fn func(GivenUpPart) error) error
+
+	// Retry puts each part of parts that is given up back to pending and
+	// returns the parts it moved; a part that is pending or complete is
+	// left as it is, so two Retry calls at once, or a late completion
+	// racing a Retry, count nothing twice. If the job had failed because
+	// of its tolerance and the parts still given up are now within it, the
+	// job runs again (Failed false). If parts moved and the reduce was
+	// sent, the reduce state (claim, ReduceSent, Reduced) is cleared: the
+	// job reduces again once they end. A job failed for another reason
+	// returns ErrJobFailed and moves nothing.
+	Retry(ctx context.Context, jobID string, parts []int64) (moved []int64, err error)
+
 	// ClaimReduce takes the right to publish the job's reduce message for
-	// lease. It succeeds (ok == true, with a token) only when no part is
-	// pending, the job has not failed, the reduce has not been recorded as
-	// sent, and no other claim is live (a claim whose lease has run out is
-	// dead). So a finisher that crashed after Complete leaves a claim that
-	// expires, and a later delivery of any part of the job can claim and
-	// send the reduce.
+	// lease. It succeeds (ok == true, with a token) only when the reduce
+	// has not been recorded as sent, no other claim is live (a claim whose
+	// lease has run out is dead), and either no part is pending and the
+	// job has not failed, or the job has failed and was created with
+	// ReduceOnFailure. So a finisher that crashed after Complete leaves a
+	// claim that expires, and a later delivery of any part of the job can
+	// claim and send the reduce.
 	ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (token string, ok bool, err error)
 
 	// ReleaseReduce gives up a claim (for example after the publish

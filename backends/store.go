@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Store is the progress store wp's commands use: a Driver behind the checks
@@ -184,6 +186,65 @@ func (s *Store) List(ctx context.Context, fn func(Status) error) error {
 		return fmt.Errorf("list jobs: %w", err)
 	}
 	return err
+}
+
+// GiveUp implements Driver.GiveUp. It keeps at most MaxStderrTail bytes of
+// info.Stderr (its end, cut at a character boundary) and sets info.At to now
+// when it is zero.
+func (s *Store) GiveUp(ctx context.Context, jobID string, part int64, info GiveUpInfo) (Completion, error) {
+	info.Stderr = StderrTail(info.Stderr)
+	if info.At.IsZero() {
+		info.At = time.Now()
+	}
+	var c Completion
+	err := s.call(ctx, fmt.Sprintf("give up part %d of job %s", part, jobID), jobID, func(ctx context.Context) error {
+		var err error
+		c, err = s.d.GiveUp(ctx, jobID, part, info)
+		return err
+	})
+	return c, err
+}
+
+// StderrTail is the end of s that a store keeps: at most MaxStderrTail
+// bytes, starting at a character boundary, invalid UTF-8 replaced.
+func StderrTail(s string) string {
+	if len(s) > MaxStderrTail {
+		s = s[len(s)-MaxStderrTail:]
+		for i := 0; i < len(s) && i < utf8.UTFMax; i++ {
+			if utf8.RuneStart(s[i]) {
+				s = s[i:]
+				break
+			}
+		}
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// GivenUp implements Driver.GivenUp. Like Pending, it is not bounded by the
+// timeout as a whole.
+func (s *Store) GivenUp(ctx context.Context, jobID string, fn func(GivenUpPart) error) error {
+	if err := checkID(jobID, true); err != nil {
+		return fmt.Errorf("given-up parts of job: %w", err)
+	}
+	var fnErr error
+	err := s.d.GivenUp(ctx, jobID, func(p GivenUpPart) error {
+		fnErr = fn(p)
+		return fnErr
+	})
+	if err != nil && (fnErr == nil || err != fnErr) {
+		return fmt.Errorf("given-up parts of job %s: %w", jobID, err)
+	}
+	return err
+}
+
+// Retry implements Driver.Retry.
+func (s *Store) Retry(ctx context.Context, jobID string, parts []int64) (moved []int64, err error) {
+	err = s.call(ctx, "retry parts of job "+jobID, jobID, func(ctx context.Context) error {
+		var err error
+		moved, err = s.d.Retry(ctx, jobID, parts)
+		return err
+	})
+	return moved, err
 }
 
 // ClaimReduce implements Driver.ClaimReduce.

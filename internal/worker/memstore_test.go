@@ -30,6 +30,7 @@ type memStore struct {
 type memJob struct {
 	backends.Status
 	done     map[int64]bool
+	givenUp  map[int64]backends.GiveUpInfo
 	claim    string
 	claimExp time.Time
 }
@@ -67,7 +68,8 @@ func (s *memStore) CreateJob(ctx context.Context, job backends.Job) error {
 	if len(job.Metadata) > 0 {
 		meta = append(json.RawMessage(nil), job.Metadata...)
 	}
-	s.jobs[job.ID] = &memJob{Status: backends.Status{ID: job.ID, Total: job.Total, Remaining: job.Total, Metadata: meta, CreatedAt: time.Now().Truncate(time.Millisecond)}, done: map[int64]bool{}}
+	s.jobs[job.ID] = &memJob{Status: backends.Status{ID: job.ID, Total: job.Total, Remaining: job.Total, Metadata: meta, CreatedAt: time.Now().Truncate(time.Millisecond),
+		Tolerance: job.Tolerance, ReduceOnFailure: job.ReduceOnFailure, Digest: job.Digest}, done: map[int64]bool{}, givenUp: map[int64]backends.GiveUpInfo{}}
 	return nil
 }
 
@@ -96,8 +98,97 @@ func (s *memStore) Complete(ctx context.Context, id string, part int64) (backend
 		return backends.Completion{Duplicate: true, Done: j.Remaining == 0, ReduceSent: j.ReduceSent}, nil
 	}
 	j.done[part] = true
+	if _, ok := j.givenUp[part]; ok {
+		delete(j.givenUp, part)
+		j.GivenUp--
+		return backends.Completion{Done: j.Remaining == 0, ReduceSent: j.ReduceSent}, nil
+	}
 	j.Remaining--
 	return backends.Completion{Finisher: j.Remaining == 0, Done: j.Remaining == 0, ReduceSent: j.ReduceSent}, nil
+}
+
+func (s *memStore) GiveUp(ctx context.Context, id string, part int64, info backends.GiveUpInfo) (backends.Completion, error) {
+	defer s.mu.Unlock()
+	if err := s.enter("GiveUp"); err != nil {
+		return backends.Completion{}, err
+	}
+	j, err := s.job(id)
+	if err != nil {
+		return backends.Completion{}, err
+	}
+	if part < 0 || part >= j.Total {
+		return backends.Completion{}, backends.ErrPartRange
+	}
+	if j.Failed {
+		return backends.Completion{}, backends.ErrJobFailed
+	}
+	if _, ok := j.givenUp[part]; ok || j.done[part] {
+		return backends.Completion{Duplicate: true, Done: j.Remaining == 0, ReduceSent: j.ReduceSent}, nil
+	}
+	info.At = info.At.Truncate(time.Millisecond)
+	j.givenUp[part] = info
+	j.GivenUp++
+	j.Remaining--
+	c := backends.Completion{Finisher: j.Remaining == 0, Done: j.Remaining == 0, ReduceSent: j.ReduceSent}
+	if j.GivenUp > j.Tolerance.Limit(j.Total) {
+		j.Failed, j.FailedByTolerance = true, true
+		j.Error = backends.ToleranceReason(j.GivenUp, j.Tolerance, j.Total)
+		c.Failed = true
+	}
+	return c, nil
+}
+
+func (s *memStore) GivenUp(ctx context.Context, id string, fn func(backends.GivenUpPart) error) error {
+	s.mu.Lock()
+	j, err := s.job(id)
+	var parts []backends.GivenUpPart
+	if err == nil {
+		for p, info := range j.givenUp {
+			parts = append(parts, backends.GivenUpPart{Part: p, GiveUpInfo: info})
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	sort.Slice(parts, func(a, b int) bool { return parts[a].Part < parts[b].Part })
+	for _, p := range parts {
+		if err := fn(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *memStore) Retry(ctx context.Context, id string, parts []int64) ([]int64, error) {
+	defer s.mu.Unlock()
+	if err := s.enter("Retry"); err != nil {
+		return nil, err
+	}
+	j, err := s.job(id)
+	if err != nil {
+		return nil, err
+	}
+	if j.Failed && !j.FailedByTolerance {
+		return nil, backends.ErrJobFailed
+	}
+	var moved []int64
+	for _, p := range parts {
+		if _, ok := j.givenUp[p]; !ok {
+			continue
+		}
+		delete(j.givenUp, p)
+		j.GivenUp--
+		j.Remaining++
+		moved = append(moved, p)
+	}
+	if j.FailedByTolerance && j.GivenUp <= j.Tolerance.Limit(j.Total) {
+		j.Failed, j.FailedByTolerance, j.Error = false, false, ""
+	}
+	if len(moved) > 0 {
+		j.ReduceSent, j.Reduced, j.claim = false, false, ""
+	}
+	return moved, nil
 }
 
 func (s *memStore) Fail(ctx context.Context, id, reason string) error {
@@ -189,7 +280,8 @@ func (s *memStore) ClaimReduce(ctx context.Context, id string, lease time.Durati
 		return "", false, err
 	}
 	now := time.Now()
-	if j.Remaining != 0 || j.Failed || j.ReduceSent || (j.claim != "" && now.Before(j.claimExp)) {
+	ready := (j.Remaining == 0 && !j.Failed) || (j.Failed && j.ReduceOnFailure)
+	if !ready || j.ReduceSent || (j.claim != "" && now.Before(j.claimExp)) {
 		return "", false, nil
 	}
 	j.claim, j.claimExp = rand.Text(), now.Add(lease)
