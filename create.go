@@ -40,6 +40,8 @@ Exit codes: 0 published; 1 bad input, store or SNS error; 2 wrong command line.`
 		Flags: []cli.Flag{
 			jobIDFlag(),
 			metadataFlag(),
+			tolerateFlag(),
+			reduceOnFailureFlag(),
 			progressFlag(),
 			topicFlag(),
 			&cli.IntFlag{Name: "concurrency", Value: 16, Usage: "PublishBatch calls in flight"},
@@ -71,9 +73,12 @@ func parseMetadata(s string) (json.RawMessage, error) {
 
 // jobOptions are the checked job settings shared by create and local.
 type jobOptions struct {
-	id       string
-	metadata json.RawMessage
-	given    bool // --jobid was given
+	id              string
+	metadata        json.RawMessage
+	given           bool // --jobid was given
+	tolerance       backends.Tolerance
+	reduceOnFailure bool
+	digest          string // of the input, once read
 }
 
 func parseJobOptions(c *cli.Context) (jobOptions, error) {
@@ -83,6 +88,10 @@ func parseJobOptions(c *cli.Context) (jobOptions, error) {
 		return o, usageError("%v", err)
 	}
 	o.metadata = meta
+	if o.tolerance, err = backends.ParseTolerance(c.String("tolerate")); err != nil {
+		return o, usageError("--tolerate: %v", err)
+	}
+	o.reduceOnFailure = c.Bool("reduce-on-failure")
 	o.id = c.String("jobid")
 	o.given = o.id != ""
 	if !o.given {
@@ -97,7 +106,7 @@ func parseJobOptions(c *cli.Context) (jobOptions, error) {
 // storeJob creates the job, or accepts an existing job with the same id,
 // total and metadata (a re-run after a failed publish).
 func storeJob(ctx context.Context, c *cli.Context, st *backends.Store, o jobOptions, total int64) (resumed bool, err error) {
-	err = st.CreateJob(ctx, backends.Job{ID: o.id, Total: total, Metadata: o.metadata})
+	err = st.CreateJob(ctx, backends.Job{ID: o.id, Total: total, Metadata: o.metadata, Tolerance: o.tolerance, ReduceOnFailure: o.reduceOnFailure, Digest: o.digest})
 	if err == nil {
 		return false, nil
 	}
@@ -164,6 +173,7 @@ func createAction(c *cli.Context) error {
 	if err := readParts(c.App.Reader, o.id, sp); err != nil {
 		return fmt.Errorf("invalid input, nothing was created: %w", err)
 	}
+	o.digest = sp.digest()
 	total := sp.count
 	next, err := sp.reader()
 	if err != nil {

@@ -51,3 +51,11 @@ func jobIDFlag() cli.Flag {
 func metadataFlag() cli.Flag {
 	return &cli.StringFlag{Name: "metadata", Value: "{}", Usage: "job metadata, a JSON object: stored with the job and given to the reduce"}
 }
+
+func tolerateFlag() cli.Flag {
+	return &cli.StringFlag{Name: "tolerate", Value: "0", Usage: "how many parts may be given up (N, or P% of the parts) before the job fails; within it the job still reduces"}
+}
+
+func reduceOnFailureFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "reduce-on-failure", Usage: "send the reduce for a failed job too (with \"state\": \"failed\"; the command sees WP_JOB_STATE=failed)"}
+}

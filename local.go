@@ -68,6 +68,9 @@ Exit codes:
 			&cli.StringFlag{Name: "resume", Usage: "resume an existing job: run its pending parts, then the reduce (no input is read)"},
 			jobIDFlag(),
 			metadataFlag(),
+			tolerateFlag(),
+			reduceOnFailureFlag(),
+			&cli.BoolFlag{Name: "retry-given-up", Usage: "with --resume: put the job's given-up parts back to pending and run them again"},
 			graceFlag(),
 			&cli.BoolFlag{Name: "no-prefix", Usage: "pass the commands' output through without the [part N] prefix (lines still never interleave)"},
 			progressFlag(),
@@ -140,6 +143,7 @@ type localRun struct {
 	retried     atomic.Int64
 	skipped     atomic.Int64
 	dropped     atomic.Int64
+	givenUp     atomic.Int64
 
 	mu   sync.Mutex
 	sigs []chan os.Signal
@@ -161,8 +165,11 @@ func localAction(c *cli.Context) error {
 		return usageError("--retries must not be negative")
 	}
 	resume := c.String("resume")
-	if resume != "" && (c.IsSet("jobid") || c.IsSet("metadata")) {
-		return usageError("--resume takes the job as it is: --jobid and --metadata cannot be given with it")
+	if resume != "" && (c.IsSet("jobid") || c.IsSet("metadata") || c.IsSet("tolerate") || c.IsSet("reduce-on-failure")) {
+		return usageError("--resume takes the job as it is: --jobid, --metadata, --tolerate and --reduce-on-failure cannot be given with it")
+	}
+	if resume == "" && c.Bool("retry-given-up") {
+		return usageError("--retry-given-up goes with --resume JOBID")
 	}
 	lg := logger(c)
 	// openStore logs which store is used; the URL is needed here too, for
@@ -185,6 +192,7 @@ func localAction(c *cli.Context) error {
 		if err := readParts(c.App.Reader, o.id, sp); err != nil {
 			return fmt.Errorf("invalid input, nothing was created: %w", err)
 		}
+		o.digest = sp.digest()
 	} else {
 		if err := backends.ValidateJobID(resume); err != nil {
 			return withCode(exitError, fmt.Errorf("--resume: %w", err))
@@ -226,10 +234,16 @@ func localAction(c *cli.Context) error {
 			FailJobOn:   failOn,
 			Grace:       c.Duration("grace"),
 			ReduceLease: defaultReduceLease,
+			MaxReceives: c.Int("retries") + 1,
 			Log:         partLog,
 		}),
 	}
 	l.out = display.NewOutput(c.App.Writer, c.App.ErrWriter)
+	if c.Bool("retry-given-up") {
+		if err := l.retryGivenUp(); err != nil {
+			return err
+		}
+	}
 	return l.run(pp)
 }
 
@@ -365,7 +379,7 @@ func (l *localRun) run(pp string) error {
 	}
 
 	reduceCode := -1
-	if !l.stop.Load() {
+	if !l.interrupted.Load() {
 		reduceCode = l.runReduce(ctx)
 	}
 	return l.finish(start, reduceCode)
@@ -442,16 +456,16 @@ func (l *localRun) childSpec(prefix string, d worker.Delivery, attempt int, firs
 // runPart runs one part with wp run's semantics, retrying other failures.
 func (l *localRun) runPart(ctx context.Context, job backends.Status, t task, sigs chan os.Signal) {
 	first := time.Now()
-	d := worker.Delivery{Message: t.body, Subject: worker.SubjectMap}
-	m, err := worker.ParseDelivery(d, worker.DefaultFields)
+	m, err := worker.ParseDelivery(worker.Delivery{Message: t.body, Subject: worker.SubjectMap}, worker.DefaultFields)
 	if err != nil { // the parts file holds only messages wp made
 		l.log.Error("parts file: "+err.Error(), "jobid", l.jobID, "partid", t.part)
 		l.dropped.Add(1)
 		return
 	}
 	for attempt := 1; ; attempt++ {
+		d := worker.Delivery{Message: t.body, Subject: worker.SubjectMap, ReceiveCount: attempt}
 		spec := l.childSpec(fmt.Sprintf("[part %d] ", t.part), d, attempt, first)
-		res := l.runner.Process(ctx, job, m, spec, sigs)
+		res := l.runner.Process(ctx, job, m, d, spec, sigs)
 		flushSpec(spec)
 		switch res.Outcome {
 		case worker.FailedJob:
@@ -473,6 +487,13 @@ func (l *localRun) runPart(ctx context.Context, job backends.Status, t task, sig
 			return
 		case worker.Dropped:
 			l.dropped.Add(1)
+			return
+		case worker.GaveUp:
+			l.givenUp.Add(1)
+			if res.JobFailed {
+				l.jobFailed.Store(true)
+				l.stop.Store(true)
+			}
 			return
 		}
 		if l.interrupted.Load() {
@@ -517,11 +538,11 @@ func (l *localRun) runReduce(ctx context.Context) int {
 		l.log.Error("cannot read the job", "jobid", l.jobID, "error", err.Error())
 		return -1
 	}
-	if st.Failed || st.Remaining > 0 || st.Reduced {
-		if st.Reduced {
-			l.log.Info("job already reduced", "jobid", l.jobID)
-			return 0
-		}
+	if st.Reduced {
+		l.log.Info("job already reduced", "jobid", l.jobID)
+		return 0
+	}
+	if (st.Failed && !st.ReduceOnFailure) || (!st.Failed && st.Remaining > 0) {
 		return -1
 	}
 	body := l.pub.take()
@@ -556,6 +577,9 @@ func (l *localRun) runReduce(ctx context.Context) int {
 		case worker.Skipped:
 			return 0
 		}
+		if res.Outcome == worker.Dropped {
+			return 1
+		}
 		if l.interrupted.Load() || attempt > l.retries {
 			if res.Ran {
 				return res.Status
@@ -565,6 +589,29 @@ func (l *localRun) runReduce(ctx context.Context) int {
 		l.retried.Add(1)
 		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 	}
+}
+
+// retryGivenUp puts every given-up part of the job back to pending, so
+// that this run runs them again.
+func (l *localRun) retryGivenUp() error {
+	ctx := context.Background()
+	var parts []int64
+	if err := l.store.GivenUp(ctx, l.jobID, func(p backends.GivenUpPart) error {
+		parts = append(parts, p.Part)
+		return nil
+	}); err != nil {
+		return notFound(l.jobID, err)
+	}
+	n := 0
+	for i := 0; i < len(parts); i += retryBatch {
+		moved, err := l.store.Retry(ctx, l.jobID, parts[i:min(i+retryBatch, len(parts))])
+		if err != nil {
+			return err
+		}
+		n += len(moved)
+	}
+	l.log.Info("given-up parts put back to pending", "jobid", l.jobID, "parts", n)
+	return nil
 }
 
 func (l *localRun) finish(start time.Time, reduceCode int) error {
@@ -578,6 +625,7 @@ func (l *localRun) finish(start time.Time, reduceCode int) error {
 		"jobid", l.jobID,
 		"parts", st.Total,
 		"done", l.done.Load(),
+		"given_up", st.GivenUp,
 		"failed", l.failedParts.Load(),
 		"retried", l.retried.Load(),
 		"skipped", l.skipped.Load(),
@@ -590,6 +638,9 @@ func (l *localRun) finish(start time.Time, reduceCode int) error {
 		return exitCode(exitInterrupted)
 	case l.jobFailed.Load() || st.Failed:
 		l.log.Error("job failed", "jobid", l.jobID, "reason", st.Error)
+		if st.FailedByTolerance {
+			fmt.Fprintf(l.c.App.ErrWriter, "wp: run the given-up parts again with:\n  wp local --resume %s --retry-given-up -- %s\n", l.jobID, shellJoin(l.argv))
+		}
 		return exitCode(exitError)
 	case l.failedParts.Load() > 0 || l.dropped.Load() > 0:
 		fmt.Fprintf(l.c.App.ErrWriter, "wp: %d parts failed after %d retries; run them again with:\n  wp local --resume %s -- %s\n", l.failedParts.Load()+l.dropped.Load(), l.retries, l.jobID, shellJoin(l.argv))

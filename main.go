@@ -58,6 +58,18 @@ func runExitCode(res worker.Result) int {
 		return exitOK
 	case worker.FailedJob, worker.CommandFailed:
 		return res.Status
+	case worker.GaveUp:
+		// Exit as the command did, so the message still reaches the
+		// dead-letter queue.
+		switch {
+		case !res.Ran && res.NotFound:
+			return exitNotFound
+		case !res.Ran:
+			return exitCannotExec
+		case res.Signal != nil && res.Status == 0:
+			return exitSignalBase + int(res.Signal.(syscall.Signal))
+		}
+		return res.Status
 	case worker.Interrupted:
 		// Nothing was recorded: never 0, so the message is retried.
 		if res.Status == 0 {
@@ -275,6 +287,7 @@ PROGRESS STORES (--progress URL, env WP_PROGRESS):
 			createCommand(),
 			runCommand(),
 			localCommand(),
+			retryCommand(),
 			infoCommand(),
 			lsCommand(),
 			pendingCommand(),

@@ -3,9 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strconv"
@@ -157,6 +160,8 @@ type spool struct {
 	f     *os.File
 	w     *bufio.Writer
 	count int64
+	// sum hashes the parts as given (see digest).
+	sum hash.Hash
 }
 
 func newSpool() (*spool, error) {
@@ -164,7 +169,7 @@ func newSpool() (*spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool parts: %w", err)
 	}
-	return &spool{f: f, w: bufio.NewWriterSize(f, 256*1024)}, nil
+	return &spool{f: f, w: bufio.NewWriterSize(f, 256*1024), sum: sha256.New()}, nil
 }
 
 func (s *spool) add(msg []byte) error {
@@ -194,6 +199,13 @@ func (s *spool) reader() (func() (string, bool, error), error) {
 		}
 		return line[:len(line)-1], true, nil
 	}, nil
+}
+
+// digest identifies the input: "sha256:" and the hex SHA-256 of each part's
+// line as given (trimmed, blank lines skipped), each followed by a newline,
+// in input order. wp create records it; wp retry refuses another file.
+func (s *spool) digest() string {
+	return "sha256:" + hex.EncodeToString(s.sum.Sum(nil))
 }
 
 func (s *spool) close() {
@@ -231,6 +243,8 @@ func readParts(r io.Reader, jobID string, sp *spool) error {
 				if err := sp.add(msg); err != nil {
 					return err
 				}
+				sp.sum.Write(b)
+				sp.sum.Write([]byte{'\n'})
 			}
 			part++
 		}

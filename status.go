@@ -29,31 +29,42 @@ type jobJSON struct {
 	Reduced    bool            `json:"reduced"`
 	Created    *time.Time      `json:"created"`
 	FirstPart  int64           `json:"first_part"`
+	GivenUp    int64           `json:"given_up"`
+	Tolerance  string          `json:"tolerance"`
+	// ToleratedParts is how many parts may be given up before the job
+	// fails (Tolerance applied to Total).
+	ToleratedParts  int64 `json:"tolerated_parts"`
+	ReduceOnFailure bool  `json:"reduce_on_failure"`
 }
 
 const jobJSONFields = `JSON FIELDS:
    jobid        the job id
    state        running, failed, complete (no part pending) or reduced (the reduce command exited 0)
    total        number of parts
-   completed    parts completed (total - remaining)
+   completed    parts completed (total - remaining - given_up)
    remaining    parts still pending
-   progress     completed / total, from 0 to 1
+   progress     parts ended (completed or given up) / total, from 0 to 1
    failed       true once the job has failed
    error        the failure reason ("" unless failed)
    metadata     the job's metadata object
    reduce_sent  true once the reduce message was published
    reduced      true once the reduce command exited 0
    created      when the job was created (RFC 3339), null if unknown (jobs written by other tools)
-   first_part   the first part id: 0, or 1 for jobs written by the Node watchbot-progress library`
+   first_part   the first part id: 0, or 1 for jobs written by the Node watchbot-progress library
+   given_up     parts given up: their command failed on the last receive (wp run --max-receives)
+   tolerance    how many given-up parts the job tolerates: "N" or "P%"; past it the job fails
+   tolerated_parts  the tolerance as a number of parts
+   reduce_on_failure  true when the reduce is sent for a failed job too`
 
 func toJSON(s backends.Status) jobJSON {
 	j := jobJSON{
-		JobID: s.ID, State: s.State(), Total: s.Total, Completed: s.Total - s.Remaining, Remaining: s.Remaining,
+		JobID: s.ID, State: s.State(), Total: s.Total, Completed: s.Total - s.Remaining - s.GivenUp, Remaining: s.Remaining,
+		GivenUp: s.GivenUp, Tolerance: s.Tolerance.String(), ToleratedParts: s.Tolerance.Limit(s.Total), ReduceOnFailure: s.ReduceOnFailure,
 		Failed: s.Failed, Error: s.Error, Metadata: s.Metadata, ReduceSent: s.ReduceSent, Reduced: s.Reduced,
 		FirstPart: s.FirstPart,
 	}
 	if s.Total > 0 {
-		j.Progress = float64(j.Completed) / float64(s.Total)
+		j.Progress = float64(s.Total-s.Remaining) / float64(s.Total)
 	}
 	if len(j.Metadata) == 0 {
 		j.Metadata = json.RawMessage(`{}`)
@@ -143,11 +154,25 @@ func infoAction(c *cli.Context) error {
 	})
 }
 
+// tolerance says how many given-up parts the job tolerates.
+func tolerance(s backends.Status) string {
+	n := s.Tolerance.Limit(s.Total)
+	unit := "parts"
+	if n == 1 {
+		unit = "part"
+	}
+	if s.Tolerance.Percent {
+		return fmt.Sprintf("%d %s: %s", n, unit, s.Tolerance)
+	}
+	return fmt.Sprintf("%d %s", n, unit)
+}
+
 func printInfo(w io.Writer, s backends.Status) {
 	j := toJSON(s)
 	fmt.Fprintf(w, "job:        %s\n", s.ID)
 	fmt.Fprintf(w, "state:      %s\n", j.State)
-	fmt.Fprintf(w, "progress:   %d/%d parts complete (%.1f%%)\n", j.Completed, s.Total, 100*j.Progress)
+	fmt.Fprintf(w, "progress:   %d/%d parts complete (%.1f%% ended)\n", j.Completed, s.Total, 100*j.Progress)
+	fmt.Fprintf(w, "given up:   %d (tolerates %s)\n", s.GivenUp, tolerance(s))
 	fmt.Fprintf(w, "remaining:  %d\n", s.Remaining)
 	if s.Failed {
 		fmt.Fprintf(w, "error:      %s\n", s.Error)
@@ -158,6 +183,9 @@ func printInfo(w io.Writer, s backends.Status) {
 		reduce = "sent, reduce command done"
 	case s.ReduceSent:
 		reduce = "sent"
+	}
+	if s.ReduceOnFailure {
+		reduce += " (sent for a failed job too)"
 	}
 	fmt.Fprintf(w, "reduce:     %s\n", reduce)
 	fmt.Fprintf(w, "metadata:   %s\n", j.Metadata)
@@ -224,7 +252,11 @@ func lsAction(c *cli.Context) error {
 			if !s.CreatedAt.IsZero() {
 				created = s.CreatedAt.UTC().Format(time.RFC3339)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\n", s.ID, state, s.Total-s.Remaining, s.Total, created)
+			counts := fmt.Sprintf("%d/%d", s.Total-s.Remaining-s.GivenUp, s.Total)
+			if s.GivenUp > 0 {
+				counts += fmt.Sprintf(" (%d given up)", s.GivenUp)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", s.ID, state, counts, created)
 		}
 		n++
 		return nil
@@ -246,9 +278,16 @@ func pendingCommand() *cli.Command {
 		Description: `Prints the ids of the parts not yet complete, ascending, one a line, as they
 are read from the store (any number of parts, in bounded memory).
 
+With --given-up, lists the parts given up instead (their command failed on the
+last receive of their message), one a line: part id, exit code (and signal),
+receive count, when (RFC 3339) and the end of the command's stderr (quoted);
+with --array, a JSON array of {"part", "exit_code", "signal",
+"receive_count", "at", "stderr"}. A reduce command can list them this way.
+
 Exit codes: 0 printed; 1 no such job or store error; 2 wrong command line.`,
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "array", Usage: "print one JSON array instead"},
+			&cli.BoolFlag{Name: "array", Aliases: []string{"json"}, Usage: "print one JSON array instead"},
+			&cli.BoolFlag{Name: "given-up", Usage: "list the given-up parts instead: part id, exit code (or signal), receive count, when, and the end of the command's stderr"},
 			progressFlag(),
 		},
 		Action: pendingAction,
@@ -256,6 +295,9 @@ Exit codes: 0 printed; 1 no such job or store error; 2 wrong command line.`,
 }
 
 func pendingAction(c *cli.Context) error {
+	if c.Bool("given-up") {
+		return givenUpAction(c)
+	}
 	return withJob(c, func(st *backends.Store, id string) error {
 		w := bufio.NewWriterSize(c.App.Writer, 64*1024)
 		array := c.Bool("array")
@@ -278,6 +320,51 @@ func pendingAction(c *cli.Context) error {
 		})
 		if err != nil {
 			return err // a half-written array is never flushed
+		}
+		if array {
+			w.WriteString("]\n")
+		}
+		return w.Flush()
+	})
+}
+
+// givenUpJSON is one given-up part in wp pending --given-up --array.
+type givenUpJSON struct {
+	Part         int64     `json:"part"`
+	ExitCode     int       `json:"exit_code"`
+	Signal       string    `json:"signal"`
+	ReceiveCount int       `json:"receive_count"`
+	At           time.Time `json:"at"`
+	Stderr       string    `json:"stderr"`
+}
+
+func givenUpAction(c *cli.Context) error {
+	return withJob(c, func(st *backends.Store, id string) error {
+		w := bufio.NewWriterSize(c.App.Writer, 64*1024)
+		array := c.Bool("array")
+		n := 0
+		if array {
+			w.WriteByte('[')
+		}
+		err := st.GivenUp(c.Context, id, func(p backends.GivenUpPart) error {
+			if array {
+				if n > 0 {
+					w.WriteByte(',')
+				}
+				b, _ := json.Marshal(givenUpJSON{p.Part, p.ExitCode, p.Signal, p.ReceiveCount, p.At.UTC(), p.Stderr})
+				w.Write(b)
+			} else {
+				code := "exit " + strconv.Itoa(p.ExitCode)
+				if p.Signal != "" {
+					code += " (" + p.Signal + ")"
+				}
+				fmt.Fprintf(w, "%d\t%s\treceive %d\t%s\t%s\n", p.Part, code, p.ReceiveCount, p.At.UTC().Format(time.RFC3339), strconv.Quote(p.Stderr))
+			}
+			n++
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if array {
 			w.WriteString("]\n")

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -13,9 +16,28 @@ import (
 	"github.com/wp-tools/wp/internal/worker"
 )
 
-// reduceClaimWait is how long wp run waits for another worker that holds
-// the reduce claim to record the reduce as sent.
-const reduceClaimWait = 5 * time.Second
+const (
+	// reduceClaimWait is how long wp run waits for another worker that
+	// holds the reduce claim to record the reduce as sent.
+	reduceClaimWait = 5 * time.Second
+	// defaultMaxReceives is watchbot's default deadLetterThreshold.
+	defaultMaxReceives = 10
+)
+
+// receiveCount reads ApproximateReceiveCount; 0 when it is missing or not
+// a number (the part is then never given up).
+func receiveCount(lg *slog.Logger) int {
+	s := os.Getenv("ApproximateReceiveCount")
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 0 {
+		lg.Warn("ApproximateReceiveCount is not a number: the part will not be given up on this receive", "value", s)
+		return 0
+	}
+	return n
+}
 
 func runCommand() *cli.Command {
 	return &cli.Command{
@@ -63,6 +85,7 @@ Exit codes:
 			failJobOnFlag(),
 			graceFlag("WP_GRACE"),
 			&cli.DurationFlag{Name: "reduce-lease", Value: defaultReduceLease, Usage: "how long a worker holds the right to publish the reduce before another may", EnvVars: []string{"WP_REDUCE_LEASE"}},
+			&cli.IntFlag{Name: "max-receives", Value: defaultMaxReceives, Usage: "give a part up when its command fails on this receive of its message (ApproximateReceiveCount) or later: set it to the queue's deadLetterThreshold; 0: never", EnvVars: []string{"WP_MAX_RECEIVES"}},
 			&cli.StringFlag{Name: "jobid-field", Value: worker.DefaultFields.JobID, Usage: "the message field that holds the job id", EnvVars: []string{"WP_JOBID_FIELD"}},
 			&cli.StringFlag{Name: "partid-field", Value: worker.DefaultFields.PartID, Usage: "the message field that holds the part id", EnvVars: []string{"WP_PARTID_FIELD"}},
 			progressFlag(),
@@ -84,12 +107,15 @@ func runAction(c *cli.Context) error {
 	if c.Duration("grace") <= 0 || c.Duration("reduce-lease") <= 0 {
 		return usageError("--grace and --reduce-lease must be positive")
 	}
+	if c.Int("max-receives") < 0 {
+		return usageError("--max-receives %d: want 0 (never give a part up) or the number of receives after which the queue moves a message to its dead-letter queue (watchbot's deadLetterThreshold, default 10)", c.Int("max-receives"))
+	}
 	fields := worker.FieldNames{JobID: c.String("jobid-field"), PartID: c.String("partid-field")}
 	if fields.JobID == "" || fields.PartID == "" || fields.JobID == fields.PartID {
 		return usageError("--jobid-field and --partid-field must be two different, non-empty field names")
 	}
 	lg := logger(c)
-	d := worker.Delivery{Message: os.Getenv("Message"), Subject: os.Getenv("Subject")}
+	d := worker.Delivery{Message: os.Getenv("Message"), Subject: os.Getenv("Subject"), ReceiveCount: receiveCount(lg)}
 	// A poison message is dropped before touching the store.
 	if _, err := worker.ParseDelivery(d, fields); err != nil {
 		lg.Error("dropping message: " + err.Error())
@@ -114,6 +140,7 @@ func runAction(c *cli.Context) error {
 		ReduceLease: c.Duration("reduce-lease"),
 		ClaimWait:   reduceClaimWait,
 		Fields:      fields,
+		MaxReceives: c.Int("max-receives"),
 		Log:         lg,
 	})
 	spec := child.Spec{Argv: argv, Env: os.Environ(), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}

@@ -14,6 +14,9 @@ import (
 type Delivery struct {
 	Message string
 	Subject string
+	// ReceiveCount is the message's ApproximateReceiveCount (1 on the
+	// first delivery); 0 when unknown.
+	ReceiveCount int
 }
 
 // Subjects of wp's messages.
@@ -134,6 +137,21 @@ func truncate(b []byte, n int) string {
 		return string(b)
 	}
 	return string(b[:n]) + "..."
+}
+
+// FailedReduceBody is the reduce message of a failed job created with
+// ReduceOnFailure: ReduceBody plus "state": "failed" and the reason.
+func FailedReduceBody(jobID string, meta json.RawMessage, reason string) string {
+	if len(meta) == 0 {
+		meta = json.RawMessage(`{}`)
+	}
+	b, _ := json.Marshal(struct {
+		JobID    string          `json:"jobid"`
+		Metadata json.RawMessage `json:"metadata"`
+		State    string          `json:"state"`
+		Error    string          `json:"error"`
+	}{jobID, meta, backends.StateFailed, reason})
+	return string(b)
 }
 
 // ReduceBody is the reduce message: {"jobid": ..., "metadata": {...}}.

@@ -3,10 +3,14 @@ package worker
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+
+	"github.com/wp-tools/wp/backends"
 )
 
 // PartEnv is the environment a part's command gets on top of base:
@@ -88,4 +92,31 @@ func scalarString(raw json.RawMessage) (string, bool) {
 	default:
 		return string(raw), true
 	}
+}
+
+// tailWriter passes everything on to w and keeps the last
+// backends.MaxStderrTail bytes written.
+type tailWriter struct {
+	w    io.Writer
+	mu   sync.Mutex
+	tail []byte
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	t.tail = append(t.tail, p...)
+	if over := len(t.tail) - backends.MaxStderrTail; over > 0 {
+		t.tail = append(t.tail[:0], t.tail[over:]...)
+	}
+	t.mu.Unlock()
+	if t.w == nil {
+		return len(p), nil
+	}
+	return t.w.Write(p)
+}
+
+func (t *tailWriter) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.tail)
 }

@@ -18,7 +18,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/wp-tools/wp/backends"
 	"github.com/wp-tools/wp/internal/child"
@@ -73,13 +77,18 @@ const (
 	// sent (it may have died). Retrying later lets the reduce be sent once
 	// its claim runs out.
 	ClaimHeld
+	// GaveUp: the command failed on the last receive the queue makes
+	// (Options.MaxReceives): the part is recorded as given up. Status,
+	// Signal, NotFound are the command's, as for CommandFailed,
+	// Interrupted or CannotStart.
+	GaveUp
 )
 
 var outcomeNames = map[Outcome]string{
 	Completed: "completed", Finished: "finished", AlreadyDone: "already done", Skipped: "skipped",
 	FailedJob: "failed the job", Reduced: "reduced", CommandFailed: "command failed",
 	CannotStart: "cannot start", Interrupted: "interrupted", Dropped: "dropped",
-	Unavailable: "store or SNS unavailable", ClaimHeld: "reduce claim held",
+	Unavailable: "store or SNS unavailable", ClaimHeld: "reduce claim held", GaveUp: "given up",
 }
 
 func (o Outcome) String() string {
@@ -107,6 +116,9 @@ type Result struct {
 	Recorded bool
 	// Err is what went wrong (Dropped, Unavailable, CannotStart).
 	Err error
+	// JobFailed: this delivery failed the job (a fail-job code, or a
+	// give-up past the job's tolerance).
+	JobFailed bool
 }
 
 // Options are the part semantics a caller chooses.
@@ -128,6 +140,11 @@ type Options struct {
 	// Fields: the names of the message fields holding the job and part
 	// ids.
 	Fields FieldNames
+	// MaxReceives: a part whose command fails (or cannot start, or is
+	// interrupted) on receive MaxReceives or later of its message is given
+	// up: watchbot moves the message to its dead-letter queue after that
+	// many receives, so no delivery would ever end the part. 0: never.
+	MaxReceives int
 	// Log gets one line per delivery (and warnings and errors).
 	Log *slog.Logger
 }
@@ -173,14 +190,14 @@ func (r *Runner) Handle(ctx context.Context, d Delivery, spec child.Spec, sigs <
 		lg.Error("cannot read the job from the progress store; the command was not run and the message will be retried", "error", err.Error())
 		return Result{Outcome: Unavailable, Err: err}
 	}
-	return r.process(ctx, lg, job, m, spec, sigs)
+	return r.process(ctx, lg, job, m, d, spec, sigs)
 }
 
 // Process is Handle for a message already parsed, of a job the caller
 // already read (wp local reads its job once, not before every part). A job
 // failed since job was read is still caught, by the completion.
-func (r *Runner) Process(ctx context.Context, job backends.Status, m Message, spec child.Spec, sigs <-chan os.Signal) Result {
-	return r.process(ctx, r.log(m), job, m, spec, sigs)
+func (r *Runner) Process(ctx context.Context, job backends.Status, m Message, d Delivery, spec child.Spec, sigs <-chan os.Signal) Result {
+	return r.process(ctx, r.log(m), job, m, d, spec, sigs)
 }
 
 func (r *Runner) log(m Message) *slog.Logger {
@@ -191,7 +208,7 @@ func (r *Runner) log(m Message) *slog.Logger {
 	return lg
 }
 
-func (r *Runner) process(ctx context.Context, lg *slog.Logger, job backends.Status, m Message, spec child.Spec, sigs <-chan os.Signal) Result {
+func (r *Runner) process(ctx context.Context, lg *slog.Logger, job backends.Status, m Message, d Delivery, spec child.Spec, sigs <-chan os.Signal) Result {
 	if m.Subject == SubjectReduce {
 		return r.reduce(ctx, lg, job, m, spec, sigs)
 	}
@@ -202,6 +219,13 @@ func (r *Runner) process(ctx context.Context, lg *slog.Logger, job backends.Stat
 	}
 	if job.Failed {
 		lg.Info("job has failed: skipping part", "reason", job.Error)
+		if job.ReduceOnFailure && !job.ReduceSent {
+			// Its reduce is due; whoever failed the job may have died
+			// before sending it.
+			if res := r.EnsureReduce(ctx, lg, m.JobID, job.Metadata, false); res.Outcome != Completed {
+				return res
+			}
+		}
 		return Result{Outcome: Skipped}
 	}
 	if job.Remaining == 0 {
@@ -212,24 +236,89 @@ func (r *Runner) process(ctx context.Context, lg *slog.Logger, job backends.Stat
 		}
 		return res
 	}
-	res, lg, done := r.runCommand(ctx, lg, m, spec, sigs)
-	if done {
-		return res
+	var tail *tailWriter
+	if r.opt.MaxReceives > 0 && d.ReceiveCount >= r.opt.MaxReceives {
+		// The last receive: keep the end of stderr in case it fails.
+		tail = &tailWriter{w: spec.Stderr}
+		spec.Stderr = tail
 	}
-	if res.Status != 0 {
-		lg.Warn("command failed: nothing recorded; the message will be retried")
+	res, lg, done := r.runCommand(ctx, lg, job, m, spec, sigs)
+	if !done && res.Status != 0 {
 		res.Outcome = CommandFailed
+		done = true
+	}
+	if tail != nil && (res.Outcome == CommandFailed || res.Outcome == CannotStart || res.Outcome == Interrupted) {
+		return r.giveUp(ctx, lg, job, m, d, res, tail)
+	}
+	if done {
+		if res.Outcome == CommandFailed {
+			lg.Warn("command failed: nothing recorded; the message will be retried")
+		}
 		return res
 	}
 	return r.complete(ctx, lg, job, m, res)
+}
+
+// giveUp records the part as given up after its command failed on the last
+// receive, and sends the reduce when that ended the job (or failed it, for a
+// job that wants its reduce then too).
+func (r *Runner) giveUp(ctx context.Context, lg *slog.Logger, job backends.Status, m Message, d Delivery, res Result, tail *tailWriter) Result {
+	info := backends.GiveUpInfo{ExitCode: res.Status, ReceiveCount: d.ReceiveCount, Stderr: tail.String()}
+	switch {
+	case res.Outcome == CannotStart && res.NotFound:
+		info.ExitCode = 127
+	case res.Outcome == CannotStart:
+		info.ExitCode = 126
+	}
+	if sig, ok := res.Signal.(syscall.Signal); ok {
+		info.Signal = unix.SignalName(sig)
+	} else if res.Status > 128 && res.Status < 128+65 {
+		info.Signal = unix.SignalName(syscall.Signal(res.Status - 128))
+	}
+	if res.Outcome == CannotStart && res.Err != nil && info.Stderr == "" {
+		info.Stderr = res.Err.Error()
+	}
+	comp, err := r.store.GiveUp(ctx, m.JobID, m.Part, info)
+	switch {
+	case errors.Is(err, backends.ErrJobFailed):
+		lg.Warn("the part failed on its last receive, but the job has failed meanwhile: nothing recorded")
+		return res
+	case err != nil:
+		lg.Error("the part failed on its last receive, and giving it up could not be recorded: it stays pending", "error", err.Error(), "receive_count", d.ReceiveCount)
+		return res
+	}
+	res.Outcome = GaveUp
+	switch {
+	case comp.Duplicate:
+		lg.Warn("the part failed on its last receive; it was already given up or complete", "receive_count", d.ReceiveCount)
+	case comp.Failed:
+		res.JobFailed = true
+		lg.Error("part given up, and the job has failed: more parts given up than it tolerates; later parts will be skipped", "receive_count", d.ReceiveCount)
+	default:
+		lg.Error("part given up: it failed on the last receive the queue makes", "receive_count", d.ReceiveCount, "max_receives", r.opt.MaxReceives)
+	}
+	if comp.Failed && job.ReduceOnFailure {
+		r.EnsureReduce(ctx, lg, m.JobID, job.Metadata, false)
+	} else if comp.Done && !comp.Failed && !comp.ReduceSent {
+		lg.Info("every part has ended")
+		r.EnsureReduce(ctx, lg, m.JobID, job.Metadata, false)
+	}
+	return res
 }
 
 // runCommand runs the command for one message and deals with what map and
 // reduce share: a command that could not start, was interrupted, or exited
 // with a fail-job code. done is false when the caller still has to act on
 // the exit status (0, or another code); the logger then carries it.
-func (r *Runner) runCommand(ctx context.Context, lg *slog.Logger, m Message, spec child.Spec, sigs <-chan os.Signal) (Result, *slog.Logger, bool) {
+func (r *Runner) runCommand(ctx context.Context, lg *slog.Logger, job backends.Status, m Message, spec child.Spec, sigs <-chan os.Signal) (Result, *slog.Logger, bool) {
 	spec.Env = PartEnv(spec.Env, m, r.opt.Fields, lg)
+	if m.Subject == SubjectReduce {
+		state := backends.StateComplete
+		if job.Failed {
+			state = backends.StateFailed
+		}
+		spec.Env = append(spec.Env, "WP_JOB_STATE="+state, "WP_PARTS_GIVEN_UP="+strconv.FormatInt(job.GivenUp, 10))
+	}
 	if spec.Grace <= 0 {
 		spec.Grace = r.opt.Grace
 	}
@@ -261,7 +350,12 @@ func (r *Runner) runCommand(ctx context.Context, lg *slog.Logger, m Message, spe
 			return res, lg, true
 		}
 		lg.Warn("job failed: later parts will be skipped", "reason", reason)
-		res.Outcome = FailedJob
+		res.Outcome, res.JobFailed = FailedJob, true
+		if job.ReduceOnFailure && m.Subject == SubjectMap {
+			if rr := r.EnsureReduce(ctx, lg, m.JobID, job.Metadata, false); rr.Outcome != Completed {
+				res.Outcome, res.Err = rr.Outcome, rr.Err
+			}
+		}
 		return res, lg, true
 	}
 	return res, lg, false
@@ -357,7 +451,11 @@ func (r *Runner) EnsureReduce(ctx context.Context, lg *slog.Logger, jobID string
 	// Give up publishing well before the claim runs out, so that no other
 	// worker can claim and publish while this one still might.
 	pctx, pcancel := context.WithTimeout(ctx, r.opt.ReduceLease/2)
-	err := r.pub.Publish(pctx, SubjectReduce, ReduceBody(jobID, meta))
+	body := ReduceBody(jobID, meta)
+	if st, err := r.store.Peek(ctx, jobID); err == nil && st.Failed {
+		body = FailedReduceBody(jobID, meta, st.Error)
+	}
+	err := r.pub.Publish(pctx, SubjectReduce, body)
 	pcancel()
 	if err != nil {
 		if rerr := r.store.ReleaseReduce(ctx, jobID, token); rerr != nil {
@@ -378,7 +476,7 @@ func (r *Runner) EnsureReduce(ctx context.Context, lg *slog.Logger, jobID string
 }
 
 func (r *Runner) reduce(ctx context.Context, lg *slog.Logger, job backends.Status, m Message, spec child.Spec, sigs <-chan os.Signal) Result {
-	if job.Failed {
+	if job.Failed && !job.ReduceOnFailure {
 		lg.Info("job has failed: skipping reduce", "reason", job.Error)
 		return Result{Outcome: Skipped}
 	}
@@ -389,7 +487,7 @@ func (r *Runner) reduce(ctx context.Context, lg *slog.Logger, job backends.Statu
 	if len(m.Metadata) == 0 {
 		m.Metadata = job.Metadata
 	}
-	res, lg, done := r.runCommand(ctx, lg, m, spec, sigs)
+	res, lg, done := r.runCommand(ctx, lg, job, m, spec, sigs)
 	if done {
 		return res
 	}

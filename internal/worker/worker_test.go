@@ -458,3 +458,180 @@ func TestParseDelivery_Fields(t *testing.T) {
 		}
 	}
 }
+
+func lastReceive(part int64, n int) Delivery {
+	d := mapMsg(part)
+	d.ReceiveCount = n
+	return d
+}
+
+func newToleratingFixture(t *testing.T, total int64, tol string, rof bool, opt Options) *fixture {
+	t.Helper()
+	f := newFixture(t, 1, opt)
+	tl, err := backends.ParseTolerance(tol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.store.Delete(context.Background(), "j")
+	if err := f.store.CreateJob(context.Background(), backends.Job{ID: "j", Total: total, Tolerance: tl, ReduceOnFailure: rof}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func givenUp(t *testing.T, f *fixture) []backends.GivenUpPart {
+	t.Helper()
+	var out []backends.GivenUpPart
+	if err := f.store.GivenUp(context.Background(), "j", func(p backends.GivenUpPart) error {
+		out = append(out, p)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestHandle_GiveUp(t *testing.T) {
+	ctx := context.Background()
+	t.Run("BeforeLastReceive_Retried", func(t *testing.T) {
+		f := newToleratingFixture(t, 3, "1", false, Options{MaxReceives: 3})
+		check(t, f.r.Handle(ctx, lastReceive(0, 2), f.cmd("exit 5"), nil), CommandFailed)
+		if s := f.status(); s.GivenUp != 0 || s.Remaining != 3 {
+			t.Errorf("GivenUp, Remaining = %d, %d; want 0, 3", s.GivenUp, s.Remaining)
+		}
+	})
+	t.Run("LastReceive_GivenUp", func(t *testing.T) {
+		f := newToleratingFixture(t, 3, "1", false, Options{MaxReceives: 3})
+		var errOut strings.Builder
+		spec := f.cmd("echo start >&2; head -c 2000 /dev/zero | tr '\\0' x >&2; echo ' the end' >&2; exit 5")
+		spec.Stderr = &errOut
+		res := f.r.Handle(ctx, lastReceive(1, 4), spec, nil)
+		check(t, res, GaveUp)
+		if res.Status != 5 {
+			t.Errorf("Status = %d, want 5 (wp run exits as the command did)", res.Status)
+		}
+		if !strings.HasPrefix(errOut.String(), "start\n") || !strings.HasSuffix(errOut.String(), " the end\n") {
+			t.Errorf("stderr did not pass through whole: %d bytes", errOut.Len())
+		}
+		s := f.status()
+		if s.GivenUp != 1 || s.Remaining != 2 || s.Failed {
+			t.Errorf("GivenUp, Remaining, Failed = %d, %d, %v; want 1, 2, false", s.GivenUp, s.Remaining, s.Failed)
+		}
+		g := givenUp(t, f)
+		if len(g) != 1 || g[0].Part != 1 || g[0].ExitCode != 5 || g[0].ReceiveCount != 4 || g[0].Signal != "" {
+			t.Fatalf("given up = %+v, want part 1, exit 5, receive 4", g)
+		}
+		if len(g[0].Stderr) != backends.MaxStderrTail || !strings.HasSuffix(g[0].Stderr, "xx the end\n") {
+			t.Errorf("stderr tail = %d bytes ending %q, want %d ending in the command's last line", len(g[0].Stderr), g[0].Stderr[max(0, len(g[0].Stderr)-20):], backends.MaxStderrTail)
+		}
+	})
+	t.Run("Killed_GivenUpWithSignal", func(t *testing.T) {
+		f := newToleratingFixture(t, 3, "1", false, Options{MaxReceives: 1})
+		res := f.r.Handle(ctx, lastReceive(0, 1), f.cmd("kill -KILL $$"), nil)
+		check(t, res, GaveUp)
+		if g := givenUp(t, f); len(g) != 1 || g[0].ExitCode != 137 || g[0].Signal != "SIGKILL" {
+			t.Errorf("given up = %+v, want exit 137, SIGKILL", g)
+		}
+	})
+	t.Run("CannotStart_GivenUp", func(t *testing.T) {
+		f := newToleratingFixture(t, 3, "1", false, Options{MaxReceives: 1})
+		res := f.r.Handle(ctx, lastReceive(0, 1), child.Spec{Argv: []string{"no-such-command-wp-test"}}, nil)
+		check(t, res, GaveUp)
+		if res.Ran || !res.NotFound {
+			t.Errorf("Ran, NotFound = %v, %v; want false, true", res.Ran, res.NotFound)
+		}
+		if g := givenUp(t, f); len(g) != 1 || g[0].ExitCode != 127 || !strings.Contains(g[0].Stderr, "no-such-command-wp-test") {
+			t.Errorf("given up = %+v, want exit 127 and the start error", g)
+		}
+	})
+	t.Run("NeverWithoutReceiveCount", func(t *testing.T) {
+		f := newToleratingFixture(t, 3, "1", false, Options{MaxReceives: 3})
+		check(t, f.r.Handle(ctx, mapMsg(0), f.cmd("exit 5"), nil), CommandFailed)
+	})
+	t.Run("EndsJobWithinTolerance_OneReduce", func(t *testing.T) {
+		f := newToleratingFixture(t, 3, "1", false, Options{MaxReceives: 2, ClaimWait: time.Second})
+		f.complete(0, 2)
+		res := f.r.Handle(ctx, lastReceive(1, 2), f.cmd("exit 9"), nil)
+		check(t, res, GaveUp)
+		if got, want := f.pub.reduces(), 1; got != want {
+			t.Fatalf("%d reduces, want %d", got, want)
+		}
+		if strings.Contains(f.pub.sent[0], `"state"`) {
+			t.Errorf("a job within its tolerance got a failed-state reduce: %s", f.pub.sent[0])
+		}
+		// The reduce's command sees how many parts were given up.
+		env := filepath.Join(t.TempDir(), "env")
+		check(t, f.r.Handle(ctx, Delivery{Message: `{"jobid":"j"}`, Subject: SubjectReduce}, f.cmd("env > "+env), nil), Reduced)
+		b, _ := os.ReadFile(env)
+		if !strings.Contains(string(b), "WP_PARTS_GIVEN_UP=1\n") || !strings.Contains(string(b), "WP_JOB_STATE=complete\n") {
+			t.Errorf("reduce environment lacks WP_PARTS_GIVEN_UP=1 or WP_JOB_STATE=complete")
+		}
+		// A duplicate delivery that now succeeds converts the part.
+		check(t, f.r.Handle(ctx, mapMsg(1), f.cmd("exit 0"), nil), AlreadyDone)
+		if f.pub.reduces() != 1 {
+			t.Error("a second reduce")
+		}
+	})
+	t.Run("PastTolerance_FailsNoReduce", func(t *testing.T) {
+		f := newToleratingFixture(t, 4, "1", false, Options{MaxReceives: 1})
+		check(t, f.r.Handle(ctx, lastReceive(0, 1), f.cmd("exit 9"), nil), GaveUp)
+		res := f.r.Handle(ctx, lastReceive(1, 1), f.cmd("exit 9"), nil)
+		check(t, res, GaveUp)
+		if !res.JobFailed {
+			t.Error("JobFailed = false for the give-up past the tolerance")
+		}
+		s := f.status()
+		if !s.Failed || !s.FailedByTolerance || s.Error != "2 parts given up (tolerance 1)" {
+			t.Errorf("job = failed %v by tolerance %v %q; want failed by tolerance with the count", s.Failed, s.FailedByTolerance, s.Error)
+		}
+		if f.pub.reduces() != 0 {
+			t.Error("a reduce for a failed job without --reduce-on-failure")
+		}
+		f.didRun() // the parts given up ran
+		check(t, f.r.Handle(ctx, mapMsg(2), f.cmd("exit 0"), nil), Skipped)
+		if f.didRun() {
+			t.Error("a later part ran after the job failed")
+		}
+	})
+	t.Run("PastTolerance_ReduceOnFailure", func(t *testing.T) {
+		f := newToleratingFixture(t, 4, "0", true, Options{MaxReceives: 1, ClaimWait: time.Second})
+		check(t, f.r.Handle(ctx, lastReceive(0, 1), f.cmd("exit 9"), nil), GaveUp)
+		if got, want := f.pub.reduces(), 1; got != want {
+			t.Fatalf("%d reduces, want %d", got, want)
+		}
+		if got, want := f.pub.sent[0], `reduce {"jobid":"j","metadata":{},"state":"failed","error":"1 parts given up (tolerance 0)"}`; got != want {
+			t.Errorf("reduce = %s, want %s", got, want)
+		}
+		// Later deliveries send no second one.
+		check(t, f.r.Handle(ctx, mapMsg(1), f.cmd("exit 0"), nil), Skipped)
+		if f.pub.reduces() != 1 {
+			t.Error("a second reduce")
+		}
+		env := filepath.Join(t.TempDir(), "env")
+		check(t, f.r.Handle(ctx, Delivery{Message: `{"jobid":"j","state":"failed"}`, Subject: SubjectReduce}, f.cmd("env > "+env), nil), Reduced)
+		b, _ := os.ReadFile(env)
+		if !strings.Contains(string(b), "WP_JOB_STATE=failed\n") {
+			t.Error("the failed job's reduce did not see WP_JOB_STATE=failed")
+		}
+	})
+	t.Run("FailJobCode_ReduceOnFailure", func(t *testing.T) {
+		f := newToleratingFixture(t, 4, "0", true, Options{FailJobOn: CodeSet{3: true}, ClaimWait: time.Second})
+		res := f.r.Handle(ctx, mapMsg(0), f.cmd("exit 3"), nil)
+		check(t, res, FailedJob)
+		if got, want := f.pub.reduces(), 1; got != want {
+			t.Fatalf("%d reduces, want %d", got, want)
+		}
+	})
+	t.Run("FailedJob_ReduceSentByLaterDelivery", func(t *testing.T) {
+		f := newToleratingFixture(t, 4, "0", true, Options{ClaimWait: time.Second})
+		f.store.Fail(ctx, "j", "by hand") // as wp fail does: no reduce yet
+		f.didRun()
+		check(t, f.r.Handle(ctx, mapMsg(2), f.cmd("exit 0"), nil), Skipped)
+		if f.didRun() {
+			t.Error("a part of a failed job ran")
+		}
+		if got, want := f.pub.reduces(), 1; got != want {
+			t.Errorf("%d reduces, want %d", got, want)
+		}
+	})
+}

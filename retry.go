@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/wp-tools/wp/backends"
+	"github.com/wp-tools/wp/internal/display"
+	"github.com/wp-tools/wp/internal/publish"
+)
+
+// retryBatch is how many parts one Retry call of the store takes.
+const retryBatch = 1000
+
+func retryCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "retry",
+		Usage:     "run a job's given-up (or pending) parts again: put them back to pending and publish their map messages",
+		ArgsUsage: "JOBID < parts.ndjson",
+		Description: `Puts the chosen parts back to pending and publishes their map messages again,
+each part's body taken from the NDJSON the job was created from (on stdin).
+--given-up (the default) chooses the parts given up; --pending the parts still
+pending (their messages may have been lost, e.g. to a dead-letter queue).
+
+The input must be the file the job was created from: wp create recorded a
+digest of it, and another file (or one of another length) is refused. A job
+created by an older wp, or by the Python or Node library, records no digest:
+--force takes the input as given (it must still have the job's number of
+parts). A job that failed only because more parts were given up than it
+tolerates runs again; a job failed otherwise is refused. If the job's reduce
+was already sent, it is sent again once the retried parts end.
+
+Exit codes: 0 retried (or, with --dry-run, listed); 1 no such job, nothing to
+retry, another input, a failed job, store or SNS error; 2 wrong command line.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "given-up", Usage: "retry the given-up parts (the default)"},
+			&cli.BoolFlag{Name: "pending", Usage: "publish the pending parts' map messages again"},
+			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the part ids that would be retried; change nothing"},
+			&cli.BoolFlag{Name: "force", Usage: "accept an input whose digest the job does not record, or that differs from it"},
+			progressFlag(),
+			topicFlag(),
+			&cli.IntFlag{Name: "concurrency", Value: publish.DefaultConcurrency, Usage: "PublishBatch calls in flight"},
+		},
+		Action: retryAction,
+	}
+}
+
+func retryAction(c *cli.Context) error {
+	givenUp, pending := c.Bool("given-up"), c.Bool("pending")
+	if !givenUp && !pending {
+		givenUp = true
+	}
+	dry := c.Bool("dry-run")
+	topic := c.String("topic")
+	if topic == "" && !dry {
+		return usageError("no SNS topic: set --topic or the WorkTopic environment variable")
+	}
+	if c.Int("concurrency") < 1 {
+		return usageError("--concurrency must be at least 1")
+	}
+	return withJob(c, func(st *backends.Store, id string) error {
+		ctx := c.Context
+		lg := logger(c).With("jobid", id)
+		job, err := st.Status(ctx, id)
+		if err != nil {
+			return err
+		}
+		if job.Failed && !job.FailedByTolerance {
+			return fmt.Errorf("job %s has failed (%s): wp retry runs again only a job that failed because more parts were given up than it tolerates; nothing was changed", id, job.Error)
+		}
+		sp, err := newSpool()
+		if err != nil {
+			return err
+		}
+		defer sp.close()
+		if err := readParts(c.App.Reader, id, sp); err != nil {
+			return fmt.Errorf("invalid input, nothing was changed: %w", err)
+		}
+		if sp.count != job.Total {
+			return fmt.Errorf("the input has %d parts, job %s has %d: give the file the job was created from; nothing was changed", sp.count, id, job.Total)
+		}
+		switch d := sp.digest(); {
+		case c.Bool("force"):
+		case job.Digest == "":
+			return fmt.Errorf("job %s records no digest of its input (it was created by an older wp, or by the Python or Node library): if this is the file it was created from, pass --force; nothing was changed", id)
+		case job.Digest != d:
+			return fmt.Errorf("the input's digest %s is not job %s's (%s): give the file the job was created from (or --force to publish this one); nothing was changed", short(d), id, short(job.Digest))
+		}
+
+		// Choose the parts, as bits over the job's parts.
+		chosen := make([]uint64, (job.Total+63)/64)
+		set := func(p int64) {
+			i := p - job.FirstPart
+			chosen[i/64] |= 1 << (uint(i) % 64)
+		}
+		var gaveUp []int64
+		if givenUp {
+			if err := st.GivenUp(ctx, id, func(p backends.GivenUpPart) error {
+				gaveUp = append(gaveUp, p.Part)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		var npending int64
+		if pending {
+			if err := st.Pending(ctx, id, func(p int64) error {
+				set(p)
+				npending++
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		if len(gaveUp) == 0 && npending == 0 {
+			what := "no given-up parts"
+			switch {
+			case givenUp && pending:
+				what = "no given-up and no pending parts"
+			case pending:
+				what = "no pending parts"
+			}
+			return fmt.Errorf("job %s has %s: nothing to retry", id, what)
+		}
+		if dry {
+			w := bufio.NewWriter(c.App.Writer)
+			defer w.Flush()
+			for _, p := range gaveUp {
+				fmt.Fprintf(w, "%d\tgiven up\n", p)
+			}
+			if pending {
+				st.Pending(ctx, id, func(p int64) error {
+					_, err := fmt.Fprintf(w, "%d\tpending\n", p)
+					return err
+				})
+			}
+			lg.Info("dry run: nothing changed", "given_up", len(gaveUp), "pending", npending)
+			return nil
+		}
+
+		pub, err := publish.NewFromEnv(ctx, topic, publish.WithConcurrency(c.Int("concurrency")))
+		if err != nil {
+			return fmt.Errorf("sns: %w", err)
+		}
+		var moved int64
+		for i := 0; i < len(gaveUp); i += retryBatch {
+			m, err := st.Retry(ctx, id, gaveUp[i:min(i+retryBatch, len(gaveUp))])
+			if err != nil {
+				if moved > 0 {
+					lg.Error("some given-up parts are pending again, but their messages were not published: publish them with wp retry --pending", "moved", moved)
+				}
+				return err
+			}
+			for _, p := range m {
+				set(p)
+			}
+			moved += int64(len(m))
+		}
+		if moved+npending == 0 {
+			return fmt.Errorf("job %s: its given-up parts were completed or retried meanwhile: nothing to retry", id)
+		}
+		next, err := sp.reader()
+		if err != nil {
+			return err
+		}
+		i := int64(-1)
+		chosenNext := func() (string, bool, error) {
+			for {
+				body, ok, err := next()
+				if !ok || err != nil {
+					return "", false, err
+				}
+				i++
+				if chosen[i/64]&(1<<(uint(i)%64)) == 0 {
+					continue
+				}
+				if job.FirstPart != 0 {
+					body = renumber(body, id, i, job.FirstPart+i)
+				}
+				return body, true, nil
+			}
+		}
+		bar := display.NewBar(c.App.ErrWriter, "publishing", moved+npending)
+		start := time.Now()
+		sent, err := pub.PublishAll(ctx, "map", chosenNext, bar.Set)
+		bar.Done()
+		if err != nil {
+			lg.Error("publishing failed part way: the parts are pending; publish their messages with wp retry --pending (duplicate map messages are harmless)",
+				"published", sent, "parts", moved+npending, "error", err.Error(),
+				"rerun", fmt.Sprintf("wp retry %s --pending < FILE", id))
+			return exitCode(exitError)
+		}
+		lg.Info("retried", "given_up", moved, "pending", npending, "published", sent, "seconds", time.Since(start).Seconds())
+		return nil
+	})
+}
+
+// renumber gives a map message (as mapMessage makes it, with part id from)
+// the part id to, for jobs numbered from 1 (the Node library's).
+func renumber(body, jobID string, from, to int64) string {
+	q, _ := jsonString(jobID)
+	old := `{"jobid":` + q + `,"partid":` + strconv.FormatInt(from, 10)
+	if !strings.HasPrefix(body, old) {
+		return body
+	}
+	return `{"jobid":` + q + `,"partid":` + strconv.FormatInt(to, 10) + body[len(old):]
+}
+
+func jsonString(s string) (string, error) {
+	b, err := json.Marshal(s)
+	return string(b), err
+}
+
+// short is a digest cut for a message.
+func short(d string) string {
+	if len(d) > 19 {
+		return d[:19] + "..."
+	}
+	return d
+}
