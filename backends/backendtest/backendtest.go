@@ -51,6 +51,23 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Delete", testDelete},
 		{"Pending_StopsOnError", testPendingStops},
 		{"Large_MillionParts", testMillionParts},
+		{"GiveUp_EndsPart", testGiveUpEndsPart},
+		{"GiveUp_LastIsFinisher", testGiveUpLastIsFinisher},
+		{"GiveUp_ConvertedByComplete", testGiveUpConverted},
+		{"GiveUp_Storm", testGiveUpStorm},
+		{"GiveUp_FailedJob", testGiveUpFailedJob},
+		{"GiveUp_UnknownJob", testGiveUpUnknownJob},
+		{"Tolerance_Parts", testToleranceParts},
+		{"Tolerance_Percent", testTolerancePercent},
+		{"Tolerance_Zero", testToleranceZero},
+		{"GivenUp_List", testGivenUpList},
+		{"GivenUp_Empty", testGivenUpEmpty},
+		{"Retry", testRetry},
+		{"Retry_RevivesToleranceFailed", testRetryRevives},
+		{"Retry_ClearsReduce", testRetryClearsReduce},
+		{"Retry_Concurrent", testRetryConcurrent},
+		{"Reduce_OnFailure", testReduceOnFailure},
+		{"JobFields_RoundTrip", testJobFieldsRoundTrip},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -98,7 +115,8 @@ func checkPeek(t *testing.T, st *backends.Store, s backends.Status) {
 		t.Errorf("Peek Remaining = %d with Status Remaining %d of %d: want 0 exactly when Status has 0, else 1..Total", p.Remaining, s.Remaining, s.Total)
 	}
 	p.Remaining = s.Remaining
-	if p.ID != s.ID || p.Total != s.Total || p.Failed != s.Failed || p.Error != s.Error || p.ReduceSent != s.ReduceSent || p.Reduced != s.Reduced || !p.CreatedAt.Equal(s.CreatedAt) || p.FirstPart != s.FirstPart || string(p.Metadata) != string(s.Metadata) {
+	if p.ID != s.ID || p.Total != s.Total || p.Failed != s.Failed || p.Error != s.Error || p.ReduceSent != s.ReduceSent || p.Reduced != s.Reduced || !p.CreatedAt.Equal(s.CreatedAt) || p.FirstPart != s.FirstPart || string(p.Metadata) != string(s.Metadata) ||
+		p.GivenUp != s.GivenUp || p.FailedByTolerance != s.FailedByTolerance || p.Tolerance != s.Tolerance || p.ReduceOnFailure != s.ReduceOnFailure || p.Digest != s.Digest {
 		t.Errorf("Peek = %+v, want the Status %+v (Remaining aside)", p, s)
 	}
 }
