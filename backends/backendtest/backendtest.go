@@ -58,6 +58,59 @@ func Run(t *testing.T, newStore NewStore) {
 			tc.fn(t, st)
 		})
 	}
+	// Given-up parts, tolerance and retry (issue 11): skipped, saying so,
+	// while a store's GiveUp returns an error matching
+	// errors.ErrUnsupported.
+	unsupported := giveUpUnsupported(t, newStore)
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, *backends.Store)
+	}{
+		{"GiveUp_EndsPart", testGiveUpEndsPart},
+		{"GiveUp_LastIsFinisher", testGiveUpLastIsFinisher},
+		{"GiveUp_ConvertedByComplete", testGiveUpConverted},
+		{"GiveUp_Storm", testGiveUpStorm},
+		{"GiveUp_FailedJob", testGiveUpFailedJob},
+		{"GiveUp_UnknownJob", testGiveUpUnknownJob},
+		{"Tolerance_Parts", testToleranceParts},
+		{"Tolerance_Percent", testTolerancePercent},
+		{"Tolerance_Zero", testToleranceZero},
+		{"GivenUp_List", testGivenUpList},
+		{"GivenUp_Empty", testGivenUpEmpty},
+		{"Retry", testRetry},
+		{"Retry_RevivesToleranceFailed", testRetryRevives},
+		{"Retry_ClearsReduce", testRetryClearsReduce},
+		{"Retry_Concurrent", testRetryConcurrent},
+		{"Reduce_OnFailure", testReduceOnFailure},
+		{"JobFields_RoundTrip", testJobFieldsRoundTrip},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if unsupported != nil {
+				t.Skipf("the store does not record given-up parts yet: %v", unsupported)
+			}
+			st := newStore(t)
+			tc.fn(t, st)
+		})
+	}
+}
+
+// giveUpUnsupported returns the error of a GiveUp on a fresh store when it
+// matches errors.ErrUnsupported, else nil.
+func giveUpUnsupported(t *testing.T, newStore NewStore) error {
+	var unsupported error
+	t.Run("GiveUp_Supported", func(t *testing.T) {
+		st := newStore(t)
+		mustCreate(t, st, "job-probe", 2, "")
+		_, err := st.GiveUp(ctx(t), "job-probe", 0, backends.GiveUpInfo{})
+		if errors.Is(err, errors.ErrUnsupported) {
+			unsupported = err
+			t.Skipf("GiveUp: %v", err)
+		}
+		if err != nil {
+			t.Fatalf("GiveUp: %v", err)
+		}
+	})
+	return unsupported
 }
 
 func ctx(t *testing.T) context.Context {
@@ -98,7 +151,8 @@ func checkPeek(t *testing.T, st *backends.Store, s backends.Status) {
 		t.Errorf("Peek Remaining = %d with Status Remaining %d of %d: want 0 exactly when Status has 0, else 1..Total", p.Remaining, s.Remaining, s.Total)
 	}
 	p.Remaining = s.Remaining
-	if p.ID != s.ID || p.Total != s.Total || p.Failed != s.Failed || p.Error != s.Error || p.ReduceSent != s.ReduceSent || p.Reduced != s.Reduced || !p.CreatedAt.Equal(s.CreatedAt) || p.FirstPart != s.FirstPart || string(p.Metadata) != string(s.Metadata) {
+	if p.ID != s.ID || p.Total != s.Total || p.Failed != s.Failed || p.Error != s.Error || p.ReduceSent != s.ReduceSent || p.Reduced != s.Reduced || !p.CreatedAt.Equal(s.CreatedAt) || p.FirstPart != s.FirstPart || string(p.Metadata) != string(s.Metadata) ||
+		p.GivenUp != s.GivenUp || p.FailedByTolerance != s.FailedByTolerance || p.Tolerance != s.Tolerance || p.ReduceOnFailure != s.ReduceOnFailure || p.Digest != s.Digest {
 		t.Errorf("Peek = %+v, want the Status %+v (Remaining aside)", p, s)
 	}
 }

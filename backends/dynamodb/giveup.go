@@ -3,12 +3,13 @@ package dynamodb
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/wp-tools/wp/backends"
 )
 
 // errGiveUpUnsupported: this store does not record given-up parts yet.
-var errGiveUpUnsupported = errors.New("this progress store does not record given-up parts yet")
+var errGiveUpUnsupported = fmt.Errorf("this progress store does not record given-up parts yet (%w)", errors.ErrUnsupported)
 
 // GiveUp implements backends.Driver.
 func (st *Store) GiveUp(ctx context.Context, jobID string, part int64, info backends.GiveUpInfo) (backends.Completion, error) {

@@ -19,12 +19,14 @@ import (
 )
 
 const (
-	schemaVersion = 1
+	schemaVersion = 2
 	partsPerShard = 4096
 	shardBytes    = partsPerShard / 8
 	// pendingPage is how many shard rows Pending reads per statement
 	// (32 KiB of bitmap).
 	pendingPage = 64
+	// givenUpPage is how many given-up parts GivenUp reads per statement.
+	givenUpPage = 500
 	// listPage is how many jobs List reads per statement.
 	listPage = 500
 	// maxAttempts bounds how often a transaction that failed with
@@ -52,7 +54,7 @@ type Store struct {
 	wsem chan struct{}
 	// Complete's statements, prepared once (database/sql keeps one
 	// prepared copy per connection).
-	selJob, selShard, putShard, decRemaining *sql.Stmt
+	selJob, selShard, putShard, decRemaining, delGivenUp, decGivenUp *sql.Stmt
 }
 
 var _ backends.Driver = (*Store)(nil)
@@ -93,8 +95,54 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	return s, nil
 }
 
-// migrate creates the schema in a new database and refuses one written by a
-// newer wp or by something else.
+// migrations[v] takes a database from schema version v to v+1; a new
+// database runs them all. Each runs in the one BEGIN IMMEDIATE transaction
+// that also sets user_version, so a migration interrupted part way leaves
+// the database as it was, and of several processes opening an old
+// database at once exactly one migrates it (the others then read the new
+// version).
+var migrations = []string{
+	// 0 -> 1: jobs and the bitmap shards.
+	`CREATE TABLE jobs (
+		id            TEXT PRIMARY KEY,
+		total         INTEGER NOT NULL,
+		remaining     INTEGER NOT NULL,
+		metadata      TEXT,
+		created_at    INTEGER NOT NULL,
+		failed        INTEGER NOT NULL DEFAULT 0,
+		error         TEXT NOT NULL DEFAULT '',
+		reduce_sent   INTEGER NOT NULL DEFAULT 0,
+		reduced       INTEGER NOT NULL DEFAULT 0,
+		claim_token   TEXT NOT NULL DEFAULT '',
+		claim_expires INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE shards (
+		job_id TEXT NOT NULL,
+		shard  INTEGER NOT NULL,
+		bits   BLOB NOT NULL,
+		PRIMARY KEY (job_id, shard)
+	) WITHOUT ROWID`,
+	// 1 -> 2 (issue 11): given-up parts, tolerance, reduce on failure,
+	// input digest. Existing jobs get a tolerance of 0 and no digest.
+	`ALTER TABLE jobs ADD COLUMN given_up INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE jobs ADD COLUMN tolerance TEXT NOT NULL DEFAULT '';
+	ALTER TABLE jobs ADD COLUMN reduce_on_failure INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE jobs ADD COLUMN digest TEXT NOT NULL DEFAULT '';
+	ALTER TABLE jobs ADD COLUMN failed_by_tolerance INTEGER NOT NULL DEFAULT 0;
+	CREATE TABLE given_up (
+		job_id        TEXT NOT NULL,
+		part          INTEGER NOT NULL,
+		exit_code     INTEGER NOT NULL,
+		signal        TEXT NOT NULL,
+		receive_count INTEGER NOT NULL,
+		at            INTEGER NOT NULL,
+		stderr        TEXT NOT NULL,
+		PRIMARY KEY (job_id, part)
+	) WITHOUT ROWID`,
+}
+
+// migrate brings the database to schemaVersion (creating the schema in a new
+// one) and refuses one written by a newer wp or by something else.
 func (s *Store) migrate(ctx context.Context) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var v int
@@ -106,44 +154,25 @@ func (s *Store) migrate(ctx context.Context) error {
 			return nil
 		case v > schemaVersion:
 			return fmt.Errorf("database schema version %d is newer than this wp understands (%d): upgrade wp", v, schemaVersion)
-		case v != 0:
+		case v < 0:
 			return fmt.Errorf("database has unknown schema version %d: not a wp progress database", v)
-		}
-		var foreign int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master
-			WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`).Scan(&foreign); err != nil {
-			return err
-		}
-		if foreign != 0 {
-			return errors.New("database already holds tables but no wp schema version: not a wp progress database, use another file")
-		}
-		for _, stmt := range []string{
-			`CREATE TABLE jobs (
-				id            TEXT PRIMARY KEY,
-				total         INTEGER NOT NULL,
-				remaining     INTEGER NOT NULL,
-				metadata      TEXT,
-				created_at    INTEGER NOT NULL,
-				failed        INTEGER NOT NULL DEFAULT 0,
-				error         TEXT NOT NULL DEFAULT '',
-				reduce_sent   INTEGER NOT NULL DEFAULT 0,
-				reduced       INTEGER NOT NULL DEFAULT 0,
-				claim_token   TEXT NOT NULL DEFAULT '',
-				claim_expires INTEGER NOT NULL DEFAULT 0
-			)`,
-			`CREATE TABLE shards (
-				job_id TEXT NOT NULL,
-				shard  INTEGER NOT NULL,
-				bits   BLOB NOT NULL,
-				PRIMARY KEY (job_id, shard)
-			) WITHOUT ROWID`,
-			"PRAGMA user_version = " + strconv.Itoa(schemaVersion),
-		} {
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+		case v == 0:
+			var foreign int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master
+				WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`).Scan(&foreign); err != nil {
 				return err
 			}
+			if foreign != 0 {
+				return errors.New("database already holds tables but no wp schema version: not a wp progress database, use another file")
+			}
 		}
-		return nil
+		for ; v < schemaVersion; v++ {
+			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+				return fmt.Errorf("migrate from schema version %d: %w", v, err)
+			}
+		}
+		_, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(schemaVersion))
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("prepare database schema in %s: %w", s.path, err)
@@ -156,11 +185,13 @@ func (s *Store) prepare(ctx context.Context) error {
 		stmt  **sql.Stmt
 		query string
 	}{
-		{&s.selJob, `SELECT total, remaining, failed, reduce_sent FROM jobs WHERE id = ?`},
+		{&s.selJob, `SELECT total, remaining, failed, reduce_sent, given_up FROM jobs WHERE id = ?`},
 		{&s.selShard, `SELECT bits FROM shards WHERE job_id = ? AND shard = ?`},
 		{&s.putShard, `INSERT INTO shards (job_id, shard, bits) VALUES (?, ?, ?)
 			ON CONFLICT (job_id, shard) DO UPDATE SET bits = excluded.bits`},
 		{&s.decRemaining, `UPDATE jobs SET remaining = remaining - 1 WHERE id = ?`},
+		{&s.delGivenUp, `DELETE FROM given_up WHERE job_id = ? AND part = ?`},
+		{&s.decGivenUp, `UPDATE jobs SET given_up = given_up - 1 WHERE id = ?`},
 	} {
 		var err error
 		if err = retry(ctx, func() error {
@@ -238,9 +269,10 @@ func (s *Store) CreateJob(ctx context.Context, job backends.Job) error {
 	}
 	now := time.Now().UnixNano()
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, total, remaining, metadata, created_at)
-			VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-			job.ID, job.Total, job.Total, meta, now)
+		res, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, total, remaining, metadata, created_at,
+				tolerance, reduce_on_failure, digest)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+			job.ID, job.Total, job.Total, meta, now, job.Tolerance.String(), job.ReduceOnFailure, job.Digest)
 		if err != nil {
 			return err
 		}
@@ -261,9 +293,9 @@ func (s *Store) Complete(ctx context.Context, jobID string, part int64) (backend
 	var c backends.Completion
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		c = backends.Completion{}
-		var total, remaining int64
+		var total, remaining, givenUp int64
 		var failed, reduceSent bool
-		err := tx.StmtContext(ctx, s.selJob).QueryRowContext(ctx, jobID).Scan(&total, &remaining, &failed, &reduceSent)
+		err := tx.StmtContext(ctx, s.selJob).QueryRowContext(ctx, jobID).Scan(&total, &remaining, &failed, &reduceSent, &givenUp)
 		if errors.Is(err, sql.ErrNoRows) {
 			return backends.ErrNotFound
 		}
@@ -277,18 +309,30 @@ func (s *Store) Complete(ctx context.Context, jobID string, part int64) (backend
 			return backends.ErrJobFailed
 		}
 		shard, bit := part/partsPerShard, part%partsPerShard
-		var bits []byte
-		err = tx.StmtContext(ctx, s.selShard).QueryRowContext(ctx, jobID, shard).Scan(&bits)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			bits = make([]byte, shardBytes)
-		case err != nil:
+		bits, err := s.readShard(ctx, tx, jobID, shard)
+		if err != nil {
 			return err
-		case len(bits) != shardBytes:
-			return fmt.Errorf("shard %d holds %d bytes, want %d: the database is damaged", shard, len(bits), shardBytes)
 		}
 		mask := byte(1) << (bit % 8)
 		if bits[bit/8]&mask != 0 {
+			// The part has ended. Only when the job has given-up
+			// parts can it be one of them (so a plain duplicate
+			// costs no more than before): then it becomes complete.
+			if givenUp > 0 {
+				res, err := tx.StmtContext(ctx, s.delGivenUp).ExecContext(ctx, jobID, part)
+				if err != nil {
+					return err
+				}
+				if n, err := res.RowsAffected(); err != nil {
+					return err
+				} else if n == 1 {
+					if _, err := tx.StmtContext(ctx, s.decGivenUp).ExecContext(ctx, jobID); err != nil {
+						return err
+					}
+					c = backends.Completion{Done: remaining == 0, ReduceSent: reduceSent}
+					return nil
+				}
+			}
 			c = backends.Completion{Duplicate: true, Done: remaining == 0, ReduceSent: reduceSent}
 			return nil
 		}
@@ -307,6 +351,21 @@ func (s *Store) Complete(ctx context.Context, jobID string, part int64) (backend
 		return backends.Completion{}, err
 	}
 	return c, nil
+}
+
+// readShard reads shard's bitmap inside tx: all clear when it has no row.
+func (s *Store) readShard(ctx context.Context, tx *sql.Tx, jobID string, shard int64) ([]byte, error) {
+	var bits []byte
+	err := tx.StmtContext(ctx, s.selShard).QueryRowContext(ctx, jobID, shard).Scan(&bits)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return make([]byte, shardBytes), nil
+	case err != nil:
+		return nil, err
+	case len(bits) != shardBytes:
+		return nil, fmt.Errorf("shard %d holds %d bytes, want %d: the database is damaged", shard, len(bits), shardBytes)
+	}
+	return bits, nil
 }
 
 // exists reports whether the job exists, inside tx.
@@ -344,7 +403,8 @@ func (s *Store) Fail(ctx context.Context, jobID, reason string) error {
 	return nil
 }
 
-const statusColumns = `id, total, remaining, metadata, created_at, failed, error, reduce_sent, reduced`
+const statusColumns = `id, total, remaining, metadata, created_at, failed, error, reduce_sent, reduced,
+	given_up, tolerance, reduce_on_failure, digest, failed_by_tolerance`
 
 type scanner interface{ Scan(...any) error }
 
@@ -352,9 +412,16 @@ func scanStatus(r scanner) (backends.Status, error) {
 	var st backends.Status
 	var meta sql.NullString
 	var created int64
-	if err := r.Scan(&st.ID, &st.Total, &st.Remaining, &meta, &created, &st.Failed, &st.Error, &st.ReduceSent, &st.Reduced); err != nil {
+	var tol string
+	if err := r.Scan(&st.ID, &st.Total, &st.Remaining, &meta, &created, &st.Failed, &st.Error, &st.ReduceSent, &st.Reduced,
+		&st.GivenUp, &tol, &st.ReduceOnFailure, &st.Digest, &st.FailedByTolerance); err != nil {
 		return st, err
 	}
+	t, err := backends.ParseTolerance(tol)
+	if err != nil {
+		return st, fmt.Errorf("job %s has a bad tolerance: %w", st.ID, err)
+	}
+	st.Tolerance = t
 	if meta.Valid {
 		st.Metadata = json.RawMessage(meta.String)
 	}
@@ -504,10 +571,10 @@ func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Durati
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		token = ""
 		var remaining, expires int64
-		var failed, sent bool
+		var failed, sent, onFailure bool
 		var holder string
-		err := tx.QueryRowContext(ctx, `SELECT remaining, failed, reduce_sent, claim_token, claim_expires
-			FROM jobs WHERE id = ?`, jobID).Scan(&remaining, &failed, &sent, &holder, &expires)
+		err := tx.QueryRowContext(ctx, `SELECT remaining, failed, reduce_sent, claim_token, claim_expires, reduce_on_failure
+			FROM jobs WHERE id = ?`, jobID).Scan(&remaining, &failed, &sent, &holder, &expires, &onFailure)
 		if errors.Is(err, sql.ErrNoRows) {
 			return backends.ErrNotFound
 		}
@@ -515,7 +582,8 @@ func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Durati
 			return err
 		}
 		now := time.Now()
-		if remaining != 0 || failed || sent || (holder != "" && now.UnixNano() < expires) {
+		ready := (remaining == 0 && !failed) || (failed && onFailure)
+		if !ready || sent || (holder != "" && now.UnixNano() < expires) {
 			return nil
 		}
 		tok := rand.Text()
@@ -569,7 +637,10 @@ func (s *Store) Delete(ctx context.Context, jobID string) error {
 		} else if n == 0 {
 			return backends.ErrNotFound
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM shards WHERE job_id = ?`, jobID)
+		if _, err = tx.ExecContext(ctx, `DELETE FROM shards WHERE job_id = ?`, jobID); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM given_up WHERE job_id = ?`, jobID)
 		return err
 	})
 	if err != nil {
@@ -579,7 +650,7 @@ func (s *Store) Delete(ctx context.Context, jobID string) error {
 }
 
 func (s *Store) Close() error {
-	for _, st := range []*sql.Stmt{s.selJob, s.selShard, s.putShard, s.decRemaining} {
+	for _, st := range []*sql.Stmt{s.selJob, s.selShard, s.putShard, s.decRemaining, s.delGivenUp, s.decGivenUp} {
 		st.Close()
 	}
 	if err := s.db.Close(); err != nil {

@@ -242,9 +242,10 @@ func (s *memStore) Pending(ctx context.Context, id string, fn func(int64) error)
 	}
 	for p := int64(0); p < j.Total; p++ {
 		s.mu.Lock()
-		done := j.done[p]
+		_, gaveUp := j.givenUp[p]
+		ended := j.done[p] || gaveUp // a given-up part is not pending
 		s.mu.Unlock()
-		if done {
+		if ended {
 			continue
 		}
 		if err := fn(p); err != nil {
