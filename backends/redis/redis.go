@@ -1,94 +1,3 @@
-// Package redis is the Redis progress store, selected by redis:// and
-// rediss:// (TLS) store URLs:
-//
-//	redis://[[user]:password@]host[:port][/db][?option=value&...]
-//	rediss://:password@host:6380/2
-//
-// The URL is read by go-redis's ParseURL, so its query options work
-// (dial_timeout, read_timeout, write_timeout, max_retries, pool_size, ...,
-// skip_verify for rediss); an unknown option is an error. Errors never
-// contain the password.
-//
-// # Failing fast
-//
-// Unless the URL says otherwise, a connection is dialed for at most 5s
-// (dial_timeout, with 2 dial attempts), every command waits at most 5s for
-// its reply (read_timeout, write_timeout), and a command that failed on the
-// network is retried at most twice (max_retries=2). Deadlines of the caller's
-// context are honoured too. Open sends PING with the caller's context, capped
-// at 10s when that context has no earlier deadline, so an unreachable or
-// wrong URL is reported by Open in bounded time instead of by the first
-// Complete. A server that accepts connections but stops answering makes a
-// call fail after about 15s (three 5s reads) at most.
-//
-// The pool holds up to max(64, 10*GOMAXPROCS) connections so that dozens of
-// goroutines completing parts do not queue for a connection.
-//
-// # Layout
-//
-// Every key of one job holds the job id in a hash tag, so all of them live
-// in one hash slot and the Lua scripts below can touch them together even on
-// Redis Cluster:
-//
-//	wp:{JOBID}:job   hash: total, remaining, meta (the metadata JSON),
-//	                 created (server time, unix ms), failed ("1"), error,
-//	                 reduce_sent ("1"), reduced ("1"), claim (token),
-//	                 claim_exp (server time, unix ms)
-//	wp:{JOBID}:done  string used as a bitmap: bit p set = part p completed
-//
-// The job exists exactly when its hash does; the hash is written by one
-// script, so a job is visible whole or not at all.
-//
-// # Why a bitmap of completed parts
-//
-// The predecessor (watchbot-progress-py) kept a set of pending part ids. A
-// bitmap is smaller and cheaper: 1,000,000 parts take 125 KB (a set of a
-// million integers takes tens of MB), creating a job writes one hash and no
-// per-part data at all (O(1) writes, where a pending set must be filled in
-// pipelined chunks: this is better than the "pipelined in chunks" creation
-// first asked for), and missing bytes read as zero, so an untouched job has
-// no bitmap key. A bitmap holds at most 2^32 bits, which caps a job at
-// 4,294,967,296 parts.
-//
-// # Atomicity
-//
-// Every write is one Lua script (EVALSHA, falling back to EVAL once per
-// server), so it is atomic and costs one round trip. Complete checks that
-// the job exists, has not failed and that the part is in range, sets the
-// part's bit and, only if the bit was clear, decrements remaining; the call
-// that takes remaining to 0 is the finisher. Reduce claims compare their
-// expiry to the Redis server's clock (TIME), so the clocks of the workers do
-// not matter. A claim token is a random UUID.
-//
-// A retried script (max_retries, after a lost reply) may run twice; the
-// second run is then a duplicate and reports Finisher false. That is the same
-// case as a worker crashing after Complete: Done && !ReduceSent tells the
-// caller to ClaimReduce.
-//
-// Concurrent Complete calls of one process share round trips: see batch.go.
-// A lone call is sent at once; calls that arrive while others are in flight
-// go out together as one pipeline (each script still atomic on its own).
-// With 32 goroutines on the 2-core test machine this took BenchmarkComplete32
-// from about 40,000 to about 60,000 completions/s. go-redis's own
-// AutoPipeline was tried and not used: it is marked experimental and, with
-// the server stopped, kept a call with a 2s context deadline waiting 30s.
-//
-// # Listing and Redis Cluster
-//
-// List walks the keyspace with SCAN MATCH wp:{*}:job COUNT 1000 and reads
-// each page's jobs with one pipeline of HGETALL. Job ids cannot hold glob or
-// hash-tag characters (backends.ValidateJobID refuses them), so the pattern
-// matches exactly wp's job hashes. SCAN may return a key twice while Redis
-// resizes its table, so List remembers the ids it has passed on (memory grows
-// with the number of jobs, not of parts).
-//
-// This package connects to one Redis server (a standalone server or a
-// primary). The key layout is ready for Redis Cluster, but a cluster client
-// would have to run List's SCAN on every master (ClusterClient.ForEachMaster):
-// SCAN on one node sees only that node's keys.
-//
-// Jobs written by watchbot-progress-py ({jobid}-metadata and {jobid}-parts)
-// are not read by this store.
 package redis
 
 import (
@@ -225,6 +134,18 @@ func parseOptions(u *url.URL) (*goredis.Options, error) {
 func jobKey(id string) string  { return "wp:{" + id + "}:job" }
 func doneKey(id string) string { return "wp:{" + id + "}:done" }
 
+// guKey is the hash of given-up parts' details, part -> JSON (giveup.go).
+func guKey(id string) string { return "wp:{" + id + "}:gu" }
+
+// gubKey is the bitmap of given-up parts: bit p set = part p given up.
+func gubKey(id string) string { return "wp:{" + id + "}:gub" }
+
+// jobKeys are the keys of one job that Complete, GiveUp and Retry touch,
+// in the order their scripts take them (KEYS[1] to KEYS[4]).
+func jobKeys(id string) []string {
+	return []string{jobKey(id), doneKey(id), guKey(id), gubKey(id)}
+}
+
 // listPattern matches every job hash (see jobKey).
 const listPattern = "wp:{*}:job"
 
@@ -245,21 +166,28 @@ const (
 	codePartRange = -3
 )
 
-// createScript: KEYS job, done; ARGV total, metadata. Returns 1, or 0 when
-// the job exists.
+// createScript: KEYS job, done, gu, gub; ARGV total, metadata, tolerance,
+// tolerance limit, tolerance reason, reduce on failure ("1" or "0"),
+// digest. Returns 1, or 0 when the job exists. Keys left by a job of the
+// same id that was deleted half way are removed first.
 var createScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 local t = redis.call('TIME')
 local ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-redis.call('HSET', KEYS[1], 'total', ARGV[1], 'remaining', ARGV[1], 'meta', ARGV[2], 'created', ms)
+redis.call('HSET', KEYS[1], 'total', ARGV[1], 'remaining', ARGV[1], 'meta', ARGV[2], 'created', ms,
+  'tolerance', ARGV[3], 'tol_limit', ARGV[4], 'tol_reason', ARGV[5], 'reduce_on_failure', ARGV[6], 'digest', ARGV[7])
 return 1
 `)
 
-// completeScript: KEYS job, done; ARGV part. Returns {code} on error, else
-// {0, finisher, done, duplicate, reduce_sent}.
+// completeScript: KEYS job, done, gu, gub; ARGV part. Returns {code} on
+// error, else {0, finisher, done, duplicate, reduce_sent}. A part whose
+// bit is set has ended; only when the job has given-up parts (given_up >
+// 0) is the gu hash consulted, so the common duplicate costs what it did:
+// a given-up part is then converted (gu entry and gub bit removed,
+// given_up decremented), neither duplicate nor finisher.
 var completeScript = goredis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining')
+local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'given_up')
 if not h[1] then return {-1} end
 if h[2] == '1' then return {-2} end
 local p = tonumber(ARGV[1])
@@ -268,14 +196,19 @@ local rs = 0
 if h[3] == '1' then rs = 1 end
 local old = redis.call('SETBIT', KEYS[2], p, 1)
 local rem = tonumber(h[4])
-if old == 0 then
-  rem = redis.call('HINCRBY', KEYS[1], 'remaining', -1)
-end
 local done = 0
 if rem == 0 then done = 1 end
-local fin = 0
-if old == 0 and rem == 0 then fin = 1 end
-return {0, fin, done, old, rs}
+if old == 0 then
+  rem = redis.call('HINCRBY', KEYS[1], 'remaining', -1)
+  if rem == 0 then return {0, 1, 1, 0, rs} end
+  return {0, 0, 0, 0, rs}
+end
+if tonumber(h[5] or '0') > 0 and redis.call('HDEL', KEYS[3], ARGV[1]) == 1 then
+  redis.call('SETBIT', KEYS[4], p, 0)
+  redis.call('HINCRBY', KEYS[1], 'given_up', -1)
+  return {0, 0, done, 0, rs}
+end
+return {0, 0, done, 1, rs}
 `)
 
 // failScript: KEYS job; ARGV reason. Returns -1, or 1.
@@ -289,11 +222,17 @@ return 1
 `)
 
 // claimScript: KEYS job; ARGV token, lease ms. Returns -1, 0 (not
-// claimable) or 1 (claimed).
+// claimable) or 1 (claimed). A failed job is claimable only with
+// reduce_on_failure.
 var claimScript = goredis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'total', 'remaining', 'failed', 'reduce_sent', 'claim', 'claim_exp')
+local h = redis.call('HMGET', KEYS[1], 'total', 'remaining', 'failed', 'reduce_sent', 'claim', 'claim_exp', 'reduce_on_failure')
 if not h[1] then return -1 end
-if tonumber(h[2]) ~= 0 or h[3] == '1' or h[4] == '1' then return 0 end
+if h[4] == '1' then return 0 end
+if h[3] == '1' then
+  if h[7] ~= '1' then return 0 end
+elseif tonumber(h[2]) ~= 0 then
+  return 0
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if h[5] and h[5] ~= '' and h[6] and tonumber(h[6]) > now then return 0 end
@@ -324,10 +263,10 @@ redis.call('HSET', KEYS[1], 'reduced', '1')
 return 1
 `)
 
-// deleteScript: KEYS job, done. Returns -1, or 1.
+// deleteScript: KEYS job, done, gu, gub. Returns -1, or 1.
 var deleteScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 return 1
 `)
 
@@ -339,7 +278,17 @@ func (s *Store) CreateJob(ctx context.Context, job backends.Job) error {
 	if len(job.Metadata) > 0 && !json.Valid(job.Metadata) {
 		return errors.New("metadata is not valid JSON")
 	}
-	n, err := createScript.Run(ctx, s.c, []string{jobKey(job.ID), doneKey(job.ID)}, job.Total, []byte(job.Metadata)).Int64()
+	limit := job.Tolerance.Limit(job.Total)
+	// The job fails on the give-up that takes given_up past the limit,
+	// and records none once failed, so its count is then always
+	// limit+1: the reason is known now.
+	reason := backends.ToleranceReason(limit+1, job.Tolerance, job.Total)
+	rof := "0"
+	if job.ReduceOnFailure {
+		rof = "1"
+	}
+	n, err := s.runWrite(ctx, createScript, jobKeys(job.ID), job.Total, []byte(job.Metadata),
+		job.Tolerance.String(), limit, reason, rof, job.Digest).Int64()
 	if err != nil {
 		return err
 	}
@@ -351,7 +300,7 @@ func (s *Store) CreateJob(ctx context.Context, job backends.Job) error {
 
 // Complete implements backends.Store.
 func (s *Store) Complete(ctx context.Context, jobID string, part int64) (backends.Completion, error) {
-	r, err := s.batch.complete(ctx, []string{jobKey(jobID), doneKey(jobID)}, part)
+	r, err := s.batch.complete(ctx, jobKeys(jobID), part)
 	if err != nil {
 		return backends.Completion{}, err
 	}
@@ -387,7 +336,7 @@ func (s *Store) Fail(ctx context.Context, jobID, reason string) error {
 
 // runSimple runs a script that returns -1 for an unknown job.
 func (s *Store) runSimple(ctx context.Context, sc *goredis.Script, keys []string, args ...any) error {
-	n, err := sc.Run(ctx, s.c, keys, args...).Int64()
+	n, err := s.runWrite(ctx, sc, keys, args...).Int64()
 	if err != nil {
 		return err
 	}
@@ -430,6 +379,18 @@ func statusFromHash(id string, h map[string]string) (backends.Status, error) {
 		Error:      h["error"],
 		ReduceSent: h["reduce_sent"] == "1",
 		Reduced:    h["reduced"] == "1",
+		// Issue 11; absent from jobs written by an older wp.
+		ReduceOnFailure:   h["reduce_on_failure"] == "1",
+		Digest:            h["digest"],
+		FailedByTolerance: h["failed_by_tolerance"] == "1",
+	}
+	if g := h["given_up"]; g != "" {
+		if st.GivenUp, err = strconv.ParseInt(g, 10, 64); err != nil {
+			return backends.Status{}, fmt.Errorf("job hash %s has a bad given_up %q", jobKey(id), g)
+		}
+	}
+	if st.Tolerance, err = backends.ParseTolerance(h["tolerance"]); err != nil {
+		return backends.Status{}, fmt.Errorf("job hash %s has a bad tolerance: %w", jobKey(id), err)
 	}
 	if m := h["meta"]; m != "" {
 		st.Metadata = json.RawMessage(m)
@@ -540,7 +501,7 @@ func (s *Store) List(ctx context.Context, fn func(backends.Status) error) error 
 func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (string, bool, error) {
 	ms := max(lease.Milliseconds(), 1)
 	tok := uuid.NewString()
-	n, err := claimScript.Run(ctx, s.c, []string{jobKey(jobID)}, tok, ms).Int64()
+	n, err := s.runWrite(ctx, claimScript, []string{jobKey(jobID)}, tok, ms).Int64()
 	if err != nil {
 		return "", false, err
 	}
@@ -571,7 +532,7 @@ func (s *Store) MarkReduced(ctx context.Context, jobID string) error {
 
 // Delete implements backends.Store.
 func (s *Store) Delete(ctx context.Context, jobID string) error {
-	return s.runSimple(ctx, deleteScript, []string{jobKey(jobID), doneKey(jobID)})
+	return s.runSimple(ctx, deleteScript, jobKeys(jobID))
 }
 
 // Close implements backends.Store.

@@ -1,0 +1,118 @@
+// Package redis is the Redis progress store, selected by redis:// and
+// rediss:// (TLS) store URLs:
+//
+//	redis://[[user]:password@]host[:port][/db][?option=value&...]
+//	rediss://:password@host:6380/2
+//
+// The URL is read by go-redis's ParseURL, so its query options work
+// (dial_timeout, read_timeout, write_timeout, max_retries, pool_size, ...,
+// skip_verify for rediss); an unknown option is an error. Errors never
+// contain the password.
+//
+// # Failing fast
+//
+// Unless the URL says otherwise, a connection is dialed for at most 5s
+// (dial_timeout, with 2 dial attempts), every command waits at most 5s for
+// its reply (read_timeout, write_timeout), and a command that failed on the
+// network is retried at most twice (max_retries=2). Deadlines of the caller's
+// context are honoured too. Open sends PING with the caller's context, capped
+// at 10s when that context has no earlier deadline, so an unreachable or
+// wrong URL is reported by Open in bounded time instead of by the first
+// Complete. A server that accepts connections but stops answering makes a
+// call fail after about 15s (three 5s reads) at most.
+//
+// The pool holds up to max(64, 10*GOMAXPROCS) connections so that dozens of
+// goroutines completing parts do not queue for a connection.
+//
+// # Layout
+//
+// Every key of one job holds the job id in a hash tag, so all of them live
+// in one hash slot and the Lua scripts below can touch them together even on
+// Redis Cluster:
+//
+//	wp:{JOBID}:job   hash: total, remaining, meta (the metadata JSON),
+//	                 created (server time, unix ms), failed ("1"), error,
+//	                 reduce_sent ("1"), reduced ("1"), claim (token),
+//	                 claim_exp (server time, unix ms); since issue 11:
+//	                 given_up (count), tolerance ("3", "10%"), tol_limit
+//	                 (the most parts tolerated), tol_reason (the failure
+//	                 reason when given_up passes it), reduce_on_failure
+//	                 ("1"), digest, failed_by_tolerance ("1")
+//	wp:{JOBID}:done  string used as a bitmap: bit p set = part p ended
+//	                 (completed or given up)
+//	wp:{JOBID}:gu    hash: part -> JSON details of a given-up part
+//	                 ({"c":exit,"s":signal,"r":receives,"t":unix ms,"e":stderr})
+//	wp:{JOBID}:gub   bitmap: bit p set = part p given up (GivenUp walks it
+//	                 to list parts in order, 125 KB per million parts)
+//
+// The job exists exactly when its hash does; the hash is written by one
+// script, so a job is visible whole or not at all.
+//
+// # Why a bitmap of completed parts
+//
+// The predecessor (watchbot-progress-py) kept a set of pending part ids. A
+// bitmap is smaller and cheaper: 1,000,000 parts take 125 KB (a set of a
+// million integers takes tens of MB), creating a job writes one hash and no
+// per-part data at all (O(1) writes, where a pending set must be filled in
+// pipelined chunks: this is better than the "pipelined in chunks" creation
+// first asked for), and missing bytes read as zero, so an untouched job has
+// no bitmap key. A bitmap holds at most 2^32 bits, which caps a job at
+// 4,294,967,296 parts.
+//
+// # Atomicity
+//
+// Every write is one Lua script (EVALSHA, falling back to EVAL once per
+// server), so it is atomic and costs one round trip. Complete checks that
+// the job exists, has not failed and that the part is in range, sets the
+// part's bit and, only if the bit was clear, decrements remaining; the call
+// that takes remaining to 0 is the finisher. Reduce claims compare their
+// expiry to the Redis server's clock (TIME), so the clocks of the workers do
+// not matter. A claim token is a random UUID.
+//
+// # Given-up parts
+//
+// A given-up part sets its done bit like a completed one, so Pending and
+// the hot path of Complete do not change: remaining counts pending parts,
+// and the call that takes it to 0, Complete or GiveUp, is the finisher.
+// GiveUp is one script: a set done bit is a duplicate (nothing written);
+// otherwise it sets the bit, writes the gu entry and gub bit, moves
+// remaining and given_up, and fails the job when given_up passes
+// tol_limit. Complete reads given_up with the fields it already reads and
+// looks at the gu hash only for a set bit of a job with given-up parts, so
+// completions of a job without any cost what they did (one more HMGET
+// field); it then converts the part (HDEL gu, clear the gub bit, given_up
+// - 1). Retry is one script for all its parts: HDEL decides, per part,
+// whether it was still given up, so two Retry calls, or a Retry and a late
+// Complete, never move or count a part twice, and remaining goes back up
+// by exactly the parts moved before any of them can be completed again.
+//
+// A retried script (max_retries, after a lost reply) may run twice; the
+// second run is then a duplicate and reports Finisher false. That is the same
+// case as a worker crashing after Complete: Done && !ReduceSent tells the
+// caller to ClaimReduce.
+//
+// Concurrent Complete calls of one process share round trips: see batch.go.
+// A lone call is sent at once; calls that arrive while others are in flight
+// go out together as one pipeline (each script still atomic on its own).
+// With 32 goroutines on the 2-core test machine this took BenchmarkComplete32
+// from about 40,000 to about 60,000 completions/s. go-redis's own
+// AutoPipeline was tried and not used: it is marked experimental and, with
+// the server stopped, kept a call with a 2s context deadline waiting 30s.
+//
+// # Listing and Redis Cluster
+//
+// List walks the keyspace with SCAN MATCH wp:{*}:job COUNT 1000 and reads
+// each page's jobs with one pipeline of HGETALL. Job ids cannot hold glob or
+// hash-tag characters (backends.ValidateJobID refuses them), so the pattern
+// matches exactly wp's job hashes. SCAN may return a key twice while Redis
+// resizes its table, so List remembers the ids it has passed on (memory grows
+// with the number of jobs, not of parts).
+//
+// This package connects to one Redis server (a standalone server or a
+// primary). The key layout is ready for Redis Cluster, but a cluster client
+// would have to run List's SCAN on every master (ClusterClient.ForEachMaster):
+// SCAN on one node sees only that node's keys.
+//
+// Jobs written by watchbot-progress-py ({jobid}-metadata and {jobid}-parts)
+// are not read by this store.
+package redis
