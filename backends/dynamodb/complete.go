@@ -15,11 +15,11 @@ import (
 // a legacy job's parts set (up to 400 KB) and the metadata (only Python's
 // reduce flag inside it).
 const completeProjection = "#id, #wp, #total, #shardSize, #groupSize, #shards, #extent, #groups, #error, " +
-	"#reduceSent, #reduced, #creating, #lease, #metadata.#rms, #wpFirstPart"
+	"#reduceSent, #wpReduceSent, #reduced, #creating, #lease, #metadata.#rms, #wpFirstPart"
 
 var completeNames = func() map[string]string {
 	m := names(attrID, attrWP, attrTotal, attrShardSize, attrGroupSize, attrShards, attrExtent, attrGroups,
-		attrError, attrReduceSent, attrReduced, attrCreating, attrLease, attrMetadata, attrFirstPart)
+		attrError, attrReduceSent, attrWPReduceSent, attrReduced, attrCreating, attrLease, attrMetadata, attrFirstPart)
 	m["#rms"] = pyReduceSentKey
 	return m
 }()
@@ -213,11 +213,16 @@ func (st *Store) jobDone(ctx context.Context, id string) (bool, error) {
 
 // completeLegacy completes a part of a job written by the Node or Python
 // library: DELETE from the parts set on the job item, on condition that the
-// part is pending and the job has not failed.
+// part is pending and the job has not failed. While the job's numbering is
+// not known (see the package comment) every id from 0 to total is taken:
+// a pending one is in range under either numbering, and one that is not
+// pending is a duplicate under the one that has it. The write returns the
+// set as it was, which tells the numbering when it held 0 or total; it is
+// then recorded.
 func (st *Store) completeLegacy(ctx context.Context, j *jobItem, part int64) (backends.Completion, error) {
 	c := backends.Completion{ReduceSent: j.reduceSent}
 	first, known := getNum(j.raw, attrFirstPart)
-	lo, hi := int64(0), j.total // unknown base: accept 0..N
+	lo, hi := int64(0), j.total // unknown numbering: accept 0..N
 	if known {
 		lo, hi = first, first+j.total-1
 	}
@@ -227,12 +232,13 @@ func (st *Store) completeLegacy(ctx context.Context, j *jobItem, part int64) (ba
 	update := "DELETE #parts :p"
 	nm := names(attrParts, attrError)
 	vals := item{":p": numSet(part), ":pv": num(part)}
-	// Completing part 0 proves the job 0-based, part N 1-based: record it
-	// for when the parts are gone (see legacyFirstPart).
+	// Completing part 0 proves the job 0-based, part N 1-based.
+	recorded := known
 	if !known && (part == 0 || part == j.total) {
 		update += " SET #fp = :fp"
 		nm["#fp"] = attrFirstPart
 		vals[":fp"] = num(min(part, 1))
+		recorded = true
 	}
 	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
 		TableName:                 aws.String(st.table),
@@ -241,11 +247,19 @@ func (st *Store) completeLegacy(ctx context.Context, j *jobItem, part int64) (ba
 		ConditionExpression:       aws.String("contains(#parts, :pv) AND attribute_not_exists(#error)"),
 		ExpressionAttributeNames:  nm,
 		ExpressionAttributeValues: vals,
-		ReturnValues:              types.ReturnValueUpdatedNew,
+		ReturnValues:              types.ReturnValueUpdatedOld,
 	})
 	if err == nil {
-		if nsLen(out.Attributes, attrParts) == 0 {
+		// The old set held this part: it held nothing else when this
+		// completion emptied it.
+		if nsLen(out.Attributes, attrParts) == 1 {
 			c.Finisher, c.Done = true, true
+		}
+		if !recorded {
+			old := &jobItem{id: j.id, raw: out.Attributes, total: j.total}
+			if first, ok := legacyFirstPart(old); ok {
+				st.noteFirstPart(ctx, j.id, j.total, first)
+			}
 		}
 		return c, nil
 	}
@@ -259,11 +273,38 @@ func (st *Store) completeLegacy(ctx context.Context, j *jobItem, part int64) (ba
 	if j2.failed {
 		return c, fmt.Errorf("complete part %d of %s: %w", part, j.id, backends.ErrJobFailed)
 	}
-	if first, known := legacyFirstPart(j2); known && (part < first || part >= first+j2.total) {
+	first, known = st.firstPart(ctx, j2)
+	if known && (part < first || part >= first+j2.total) {
 		return c, fmt.Errorf("complete part %d of %s (parts %d to %d): %w", part, j.id, first, first+j2.total-1, backends.ErrPartRange)
 	}
 	c.Duplicate = true
 	c.Done = nsLen(j2.raw, attrParts) == 0
 	c.ReduceSent = j2.reduceSent
 	return c, nil
+}
+
+// firstPart returns a legacy job's numbering (recorded, or told by its
+// pending set) and records it on the item when only the set told it.
+func (st *Store) firstPart(ctx context.Context, j *jobItem) (first int64, known bool) {
+	first, known = legacyFirstPart(j)
+	if _, recorded := j.raw[attrFirstPart]; known && !recorded {
+		st.noteFirstPart(ctx, j.id, j.total, first)
+	}
+	return first, known
+}
+
+// noteFirstPart records a legacy job's numbering in wpFirstPart, once: the
+// pending set tells it only while it holds part 0 or part N (see the package
+// comment). It costs one write of the item's size, once per job. It is
+// best effort: a failure (a read-only IAM policy, a timeout) leaves the
+// numbering to be recorded the next time wp sees the job.
+func (st *Store) noteFirstPart(ctx context.Context, id string, total, first int64) {
+	st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+		TableName:                 aws.String(st.table),
+		Key:                       key(id),
+		UpdateExpression:          aws.String("SET #wpFirstPart = :fp"),
+		ConditionExpression:       aws.String("#total = :total AND attribute_not_exists(#wp) AND attribute_not_exists(#wpFirstPart)"),
+		ExpressionAttributeNames:  names(attrTotal, attrWP, attrFirstPart),
+		ExpressionAttributeValues: item{":fp": num(first), ":total": num(total)},
+	})
 }

@@ -18,18 +18,20 @@
 // whatever the job's size:
 //
 //	id = JOB            the job item (always under 1 KB plus the metadata):
-//	                    wp N (layout version 1: the marker that tells wp
-//	                    jobs from legacy ones), total N, shardSize N (256),
-//	                    groupSize N (256), shards N (number of shard items),
-//	                    extent N (most shard items ever written under this
-//	                    id, for cleanup), groups NS (pending group numbers;
-//	                    gone when the job is done), metadata (the JSON
-//	                    converted to M, readable by the legacy tools),
-//	                    created N (unix ms), error S (present = failed),
-//	                    reduceSent BOOL, reduced BOOL, claimToken S and
-//	                    claimExp N (reduce claim), and while CreateJob or
-//	                    Delete runs: creating S (writer token, or
-//	                    "deleting") and lease N (unix ms).
+//	                    wp N (the layout version, 2; the marker that tells
+//	                    wp jobs from legacy ones), parts BOOL true (the
+//	                    guard, see "Old workers" below), total N, shardSize
+//	                    N (256), groupSize N (256), shards N (number of
+//	                    shard items), extent N (most shard items ever
+//	                    written under this id, for cleanup), groups NS
+//	                    (pending group numbers; gone when the job is
+//	                    done), metadata (the JSON converted to M, readable
+//	                    by the legacy tools), created N (unix ms), error S
+//	                    (present = failed), wpReduceSent BOOL, reduced
+//	                    BOOL, claimToken S and claimExp N (reduce claim),
+//	                    and while CreateJob or Delete runs: creating S
+//	                    (writer token, or "deleting") and lease N (unix
+//	                    ms).
 //	id = JOB#sNNNNN     shard N: parts NS = the pending offsets 0..255 of
 //	                    parts N*256 .. N*256+255; t N = time of the last
 //	                    completion (unix ms).
@@ -107,13 +109,64 @@
 // error S, metadata M, reduceSent BOOL (the Node helper; the Python library
 // instead sets metadata to {"reduce_message_sent": true}). wp reads them and
 // completes their parts the way they do (DELETE parts :p on the job item),
-// with the condition contains(parts, :p) that they lacked. Whether a legacy
-// job is 0- or 1-based cannot always be known once parts are gone. The rule:
-// part N present (or completed by wp) means 1-based, part 0 present (or
-// completed by wp) means 0-based; wp records what it learns in wpFirstPart
-// on the item when it completes part 0 or part N. Until known, part ids
-// 0..N are accepted. MarkReduceSent sets reduceSent, which the Node library
-// reads; Status treats either library's flag as sent.
+// with the condition contains(parts, :p) that they lacked.
+//
+// Numbering. The two libraries write the same item, so which numbering a job
+// has is told only by its pending set: part N pending means 1-based (Node),
+// part 0 pending means 0-based (Python). Once both ends are gone nothing on
+// the item tells. So wp records the numbering in wpFirstPart the first time
+// it reads the set while it still tells (Peek, which wp run makes before
+// every part; Status, List, Pending; and Complete, whose write returns the
+// set as it was): one conditional write of the item's size, once per job,
+// best effort (a read-only policy just leaves it for the next reader). A
+// job that neither library nor wp can number any more (every end completed
+// by the libraries before wp first saw it) accepts every id from 0 to N.
+// That is safe: an id in 1..N-1 is a part under either numbering; 0 and N
+// are then both no longer pending, so each is either a duplicate or not a
+// part at all, and completing it records nothing. Its delivery of a
+// finished job still finds the reduce unsent and sends it. Status reports
+// such a job's FirstPart as 0, the smallest id it accepts.
+//
+// The reduce. ClaimReduce takes either library's flag as proof that the
+// reduce of a legacy job was sent. MarkReduceSent records it the way the
+// job's library reads it: reduceSent for the Node library, and, unless the
+// job is known to be the Node library's, the Python library's
+// metadata.reduce_message_sent, set inside the user's metadata map (SET
+// metadata.reduce_message_sent) rather than replacing the map as the
+// Python library does. A Python worker handed a duplicate after wp sent
+// the reduce then sends none.
+//
+// # Old workers on wp jobs
+//
+// During a rolling deploy an old worker (the Python library's Part, the
+// Node library's completePart) may be handed a message of a job wp created.
+// Before layout 2, wp's job item had no parts set, which both libraries read
+// as "every part done": the old worker sent a reduce at once and the Python
+// one set metadata.reduce_message_sent, which wp took as proof and never
+// sent the real reduce. Layout 2 makes them fail instead, for the price of
+// one small attribute on the job item and nothing per completion:
+//
+//   - the job item's parts is BOOL true, not a number set, so the
+//     libraries' completion (UpdateItem DELETE parts :p) fails with
+//     ValidationException ("An operand in the update expression has an
+//     incorrect data type"): the part is not completed, no reduce is sent,
+//     the worker fails and the message is retried until a wp worker gets
+//     it;
+//   - their status calls fail on it too (Python: len(True) is a TypeError;
+//     Node: true.values is undefined, a TypeError), rather than reporting
+//     progress 1; the Python Part with fail_job_on reads the status first,
+//     so it fails before running the user's code;
+//   - wp records its own reduce as wpReduceSent and reads neither library's
+//     flag on a wp job, so an old worker's flag can never stand in for the
+//     real reduce.
+//
+// The shard and group items have no total, so the Python library's
+// list_jobs, which reads every item of the table as a job, fails on them
+// with KeyError: 'total'.
+//
+// Jobs of layout 1 (no guard, wp's reduce flag in reduceSent) are read and
+// completed as before; their reduce flag is reduceSent or wpReduceSent, and
+// the Python library's flag is ignored on them as on every wp job.
 //
 // # Bounded waits
 //
@@ -155,8 +208,10 @@ func init() {
 }
 
 const (
-	// layoutVersion is stored in the job item's wp attribute.
-	layoutVersion = 1
+	// layoutVersion is stored in the job item's wp attribute. Layout 2
+	// added the parts guard and wpReduceSent (see the package comment);
+	// jobs of layout 1 are still read and completed.
+	layoutVersion = 2
 	// shardSize parts per shard item, groupSize shards per group item: see
 	// the package comment for the item-size arithmetic.
 	shardSize = 256

@@ -186,7 +186,10 @@ func TestUnreachable(t *testing.T) {
 // total N, metadata M.
 func putLegacy(t *testing.T, st *Store, id string, parts []int64, total int64, extra item) {
 	t.Helper()
-	it := item{attrID: str(id), attrParts: numSet(parts...), attrTotal: num(total)}
+	it := item{attrID: str(id), attrTotal: num(total)}
+	if len(parts) > 0 { // as the libraries leave it: no parts once every part is done
+		it[attrParts] = numSet(parts...)
+	}
 	for k, v := range extra {
 		it[k] = v
 	}
@@ -550,8 +553,8 @@ func TestLayout(t *testing.T) {
 	if _, ok := job[attrWP]; !ok {
 		t.Error("job item has no wp marker")
 	}
-	if _, ok := job[attrParts]; ok {
-		t.Error("job item has a parts set: legacy tools would take it for theirs")
+	if got, ok := job[attrParts].(*types.AttributeValueMemberBOOL); !ok || !got.Value {
+		t.Errorf("job item's parts = %#v, want the guard BOOL true (a parts set would make the legacy tools take the job for theirs)", job[attrParts])
 	}
 	if got, want := nsLen(job, attrGroups), int64(2); got != want {
 		t.Errorf("groups = %d, want %d", got, want)

@@ -13,35 +13,43 @@ import (
 // Attribute names (see the package comment). Every expression refers to
 // them through #aliases, as several are DynamoDB reserved words.
 const (
-	attrID          = "id"
-	attrWP          = "wp"
-	attrTotal       = "total"
-	attrShardSize   = "shardSize"
-	attrGroupSize   = "groupSize"
-	attrShards      = "shards"
-	attrExtent      = "extent"
-	attrGroups      = "groups"
-	attrMetadata    = "metadata"
-	attrCreated     = "created"
-	attrError       = "error"
-	attrReduceSent  = "reduceSent"
-	attrReduced     = "reduced"
-	attrClaimToken  = "claimToken"
-	attrClaimExp    = "claimExp"
-	attrCreating    = "creating"
-	attrLease       = "lease"
-	attrFirstPart   = "wpFirstPart"
-	attrParts       = "parts" // shard items, and legacy job items
-	attrLeft        = "left"  // group items
-	attrT           = "t"     // shard and group items
-	attrFailed      = "f"     // shard items of a failed job
-	attrFailMarked  = "failMarked"
-	pyReduceSentKey = "reduce_message_sent"
+	attrID           = "id"
+	attrWP           = "wp"
+	attrTotal        = "total"
+	attrShardSize    = "shardSize"
+	attrGroupSize    = "groupSize"
+	attrShards       = "shards"
+	attrExtent       = "extent"
+	attrGroups       = "groups"
+	attrMetadata     = "metadata"
+	attrCreated      = "created"
+	attrError        = "error"
+	attrReduceSent   = "reduceSent"   // legacy jobs (the Node library's flag), and wp jobs of layout 1
+	attrWPReduceSent = "wpReduceSent" // wp jobs of layout 2
+	attrReduced      = "reduced"
+	attrClaimToken   = "claimToken"
+	attrClaimExp     = "claimExp"
+	attrCreating     = "creating"
+	attrLease        = "lease"
+	attrFirstPart    = "wpFirstPart"
+	attrParts        = "parts" // shard items, and legacy job items
+	attrLeft         = "left"  // group items
+	attrT            = "t"     // shard and group items
+	attrFailed       = "f"     // shard items of a failed job
+	attrFailMarked   = "failMarked"
+	pyReduceSentKey  = "reduce_message_sent"
 
 	deletingToken = "deleting"
 )
 
 type item = map[string]types.AttributeValue
+
+// partsGuard is the parts attribute of a wp job item (layout 2): not a number
+// set, so that the legacy libraries' completion (DELETE parts :p) fails with
+// a ValidationException and their status and pending calls fail with a
+// TypeError, instead of taking the job for a finished one of theirs (see the
+// package comment).
+var partsGuard types.AttributeValue = &types.AttributeValueMemberBOOL{Value: true}
 
 func shardKey(job string, s int64) string { return fmt.Sprintf("%s#s%05d", job, s) }
 func groupKey(job string, g int64) string { return fmt.Sprintf("%s#g%05d", job, g) }
@@ -164,6 +172,8 @@ type jobItem struct {
 	shards, extent       int64
 	groupsLeft           bool // the groups set is there: parts are pending
 	created              int64
+	// version is the wp attribute: the layout (0 for a legacy job).
+	version int64
 	// common
 	failed     bool
 	errMsg     string
@@ -203,12 +213,8 @@ func parseJob(it item) (*jobItem, bool) {
 		j.failed = true
 		j.errMsg = errorText(e)
 	}
-	j.reduceSent = getBool(it, attrReduceSent)
-	if m, ok := it[attrMetadata].(*types.AttributeValueMemberM); ok {
-		if b, ok := m.Value[pyReduceSentKey].(*types.AttributeValueMemberBOOL); ok && b.Value {
-			j.reduceSent = true
-		}
-	}
+	j.version, _ = getNum(it, attrWP)
+	j.reduceSent = reduceSentOf(it, j.version)
 	j.reduced = getBool(it, attrReduced)
 	j.claimExp, _ = getNum(it, attrClaimExp)
 	j.claimToken = getStr(it, attrClaimToken)
@@ -231,6 +237,32 @@ func errorText(av types.AttributeValue) string {
 }
 
 func (j *jobItem) visible() bool { return j.creating == "" }
+
+// reduceSentOf reads the reduce flag the way the job's writer records it
+// (see the package comment): a legacy job's reduce was sent when either
+// library says so (the Node helper's reduceSent, the Python library's
+// metadata.reduce_message_sent); a wp job's only when wp recorded it. The
+// legacy libraries' flags on a wp job were set by an old worker that took
+// the job for one of its own, and prove nothing.
+func reduceSentOf(it item, version int64) bool {
+	switch {
+	case version == 0:
+		if getBool(it, attrReduceSent) {
+			return true
+		}
+		if m, ok := it[attrMetadata].(*types.AttributeValueMemberM); ok {
+			if b, ok := m.Value[pyReduceSentKey].(*types.AttributeValueMemberBOOL); ok && b.Value {
+				return true
+			}
+		}
+		return false
+	case version == 1:
+		// Layout 1 recorded wp's reduce in reduceSent.
+		return getBool(it, attrWPReduceSent) || getBool(it, attrReduceSent)
+	default:
+		return getBool(it, attrWPReduceSent)
+	}
+}
 
 // legacyFirstPart applies the heuristic of the package comment to a legacy
 // item read whole: the recorded wpFirstPart, else part N pending means

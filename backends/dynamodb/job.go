@@ -79,6 +79,7 @@ func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
 			attrShards:    num(shards),
 			attrExtent:    num(extent),
 			attrGroups:    rangeSetInt64(groups),
+			attrParts:     partsGuard,
 			attrCreating:  str(token),
 			attrLease:     num(st.nowMS() + st.lease.Milliseconds()),
 		}

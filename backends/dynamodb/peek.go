@@ -25,5 +25,5 @@ func (st *Store) Peek(ctx context.Context, jobID string) (backends.Status, error
 		gs, _ := getNS(j.raw, attrGroups)
 		rem = min(j.total, max(1, int64(len(gs))*j.groupSize*j.shardSize))
 	}
-	return st.toStatus(j, rem)
+	return st.toStatus(ctx, j, rem)
 }

@@ -25,10 +25,10 @@ func (st *Store) Status(ctx context.Context, jobID string) (backends.Status, err
 	if err != nil {
 		return backends.Status{}, fmt.Errorf("status of %s: %w", jobID, err)
 	}
-	return st.toStatus(j, rem[j.id])
+	return st.toStatus(ctx, j, rem[j.id])
 }
 
-func (st *Store) toStatus(j *jobItem, remaining int64) (backends.Status, error) {
+func (st *Store) toStatus(ctx context.Context, j *jobItem, remaining int64) (backends.Status, error) {
 	s := backends.Status{
 		ID:         j.id,
 		Total:      j.total,
@@ -46,7 +46,7 @@ func (st *Store) toStatus(j *jobItem, remaining int64) (backends.Status, error) 
 		s.Metadata = b
 	}
 	if j.legacy {
-		s.FirstPart, _ = legacyFirstPart(j)
+		s.FirstPart, _ = st.firstPart(ctx, j)
 	} else if j.created > 0 {
 		s.CreatedAt = time.UnixMilli(j.created)
 	}
@@ -212,6 +212,7 @@ func (st *Store) Pending(ctx context.Context, jobID string, fn func(part int64) 
 	}
 	if j.legacy {
 		// Legacy jobs hold at most ~105,000 ids in one item, read whole.
+		st.firstPart(ctx, j)
 		parts, _ := getNS(j.raw, attrParts)
 		for _, p := range parts {
 			if err := fn(p); err != nil {
@@ -279,7 +280,7 @@ func (st *Store) List(ctx context.Context, fn func(backends.Status) error) error
 			return fmt.Errorf("list jobs: %w", err)
 		}
 		for _, j := range jobs {
-			s, err := st.toStatus(j, rem[j.id])
+			s, err := st.toStatus(ctx, j, rem[j.id])
 			if err != nil {
 				return fmt.Errorf("list jobs: %w", err)
 			}

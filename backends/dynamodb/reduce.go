@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/google/uuid"
 
 	"github.com/wp-tools/wp/backends"
@@ -111,22 +112,30 @@ feed:
 	return err
 }
 
-// ClaimReduce sets claimToken and claimExp on condition that no part is
-// pending (no parts set, no groups set), the job has not failed, the reduce
-// is not recorded as sent (by wp, the Node library or the Python one) and no
-// live claim exists.
+// ClaimReduce sets claimToken and claimExp on condition that the job has
+// not failed, no live claim exists, and for a wp job that no group is
+// pending and wp has not recorded the reduce (wpReduceSent, or reduceSent
+// on a job of layout 1), for a legacy job that no part is pending and
+// neither library recorded it (reduceSent, metadata.reduce_message_sent).
+// The legacy libraries' flags are not read on a wp job: an old worker that
+// set one took the job for its own (see the package comment). One
+// conditional write, whatever the job.
 func (st *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (string, bool, error) {
 	tok := uuid.NewString()
-	nm := names(attrParts, attrGroups, attrError, attrReduceSent, attrMetadata, attrClaimExp, attrClaimToken)
+	nm := names(attrWP, attrParts, attrGroups, attrError, attrReduceSent, attrWPReduceSent, attrMetadata, attrClaimExp, attrClaimToken)
 	nm["#rms"] = pyReduceSentKey
 	now := st.nowMS()
 	ok, err := st.updateJob(ctx, "claim reduce", jobID,
 		"SET #claimToken = :tok, #claimExp = :exp",
-		" AND attribute_not_exists(#parts) AND attribute_not_exists(#groups) AND attribute_not_exists(#error)"+
+		" AND attribute_not_exists(#error) AND (attribute_not_exists(#claimExp) OR #claimExp <= :now)"+
+			" AND ((attribute_exists(#wp) AND attribute_not_exists(#groups)"+
+			" AND (attribute_not_exists(#wpReduceSent) OR #wpReduceSent = :f)"+
+			" AND (#wp <> :one OR attribute_not_exists(#reduceSent) OR #reduceSent = :f))"+
+			" OR (attribute_not_exists(#wp) AND attribute_not_exists(#parts)"+
 			" AND (attribute_not_exists(#reduceSent) OR #reduceSent = :f)"+
-			" AND (attribute_not_exists(#metadata.#rms) OR #metadata.#rms <> :t)"+
-			" AND (attribute_not_exists(#claimExp) OR #claimExp <= :now)",
-		nm, item{":tok": str(tok), ":exp": num(now + lease.Milliseconds()), ":f": boolean(false), ":t": boolean(true), ":now": num(now)})
+			" AND (attribute_not_exists(#metadata.#rms) OR #metadata.#rms <> :t)))",
+		nm, item{":tok": str(tok), ":exp": num(now + lease.Milliseconds()), ":f": boolean(false), ":t": boolean(true),
+			":now": num(now), ":one": num(1)})
 	if err != nil || !ok {
 		return "", false, err
 	}
@@ -140,15 +149,66 @@ func (st *Store) ReleaseReduce(ctx context.Context, jobID, token string) error {
 	return err
 }
 
-// MarkReduceSent sets reduceSent (which the Node library reads too) and
-// clears any claim.
+// MarkReduceSent records the reduce as sent and clears any claim. On a wp
+// job that is wpReduceSent. On a legacy job it is recorded the way the
+// job's library reads it: reduceSent (the Node library's flag) and, unless
+// the job is known to be the Node library's, the Python library's
+// metadata.reduce_message_sent, set inside the user's metadata map rather
+// than replacing it (a job with no metadata gets {"reduce_message_sent":
+// true}, as the Python library writes it; metadata that is not a map, which
+// the Python library could not read either, is left alone).
 func (st *Store) MarkReduceSent(ctx context.Context, jobID string) error {
-	ok, err := st.updateJob(ctx, "mark reduce sent", jobID, "SET #reduceSent = :t REMOVE #claimToken, #claimExp", "",
-		names(attrReduceSent, attrClaimToken, attrClaimExp), item{":t": boolean(true)})
-	if err == nil && !ok {
-		return fmt.Errorf("mark reduce sent: job %s changed meanwhile: %w", jobID, backends.ErrNotFound)
+	nm := names(attrID, attrWP, attrTotal, attrFirstPart, attrMetadata)
+	for attempt := 0; attempt < 5; attempt++ {
+		it, err := st.getItem(ctx, jobID, "#id, #wp, #total, #wpFirstPart, #metadata", nm)
+		if err != nil {
+			return fmt.Errorf("mark reduce sent: %w", err)
+		}
+		if _, isJob := it[attrTotal]; !isJob {
+			return fmt.Errorf("mark reduce sent: job %s: %w", jobID, backends.ErrNotFound)
+		}
+		if _, isWP := it[attrWP]; isWP {
+			ok, err := st.updateJob(ctx, "mark reduce sent", jobID, "SET #wrs = :t REMOVE #claimToken, #claimExp", " AND attribute_exists(#wp)",
+				map[string]string{"#wrs": attrWPReduceSent, "#claimToken": attrClaimToken, "#claimExp": attrClaimExp, "#wp": attrWP},
+				item{":t": boolean(true)})
+			if err == nil && !ok {
+				return fmt.Errorf("mark reduce sent: job %s changed meanwhile: %w", jobID, backends.ErrNotFound)
+			}
+			return err
+		}
+		update := "SET #reduceSent = :t"
+		cond := " AND attribute_not_exists(#wp)"
+		nm := names(attrReduceSent, attrClaimToken, attrClaimExp, attrWP)
+		vals := item{":t": boolean(true)}
+		if first, known := getNum(it, attrFirstPart); !known || first != 1 {
+			nm["#metadata"] = attrMetadata
+			switch meta, present := it[attrMetadata]; {
+			case !present:
+				update += ", #metadata = :pym"
+				cond += " AND attribute_not_exists(#metadata)"
+				vals[":pym"] = &types.AttributeValueMemberM{Value: item{pyReduceSentKey: boolean(true)}}
+			case isMap(meta):
+				nm["#rms"] = pyReduceSentKey
+				update += ", #metadata.#rms = :t"
+				cond += " AND attribute_type(#metadata, :m)"
+				vals[":m"] = str("M")
+			default:
+				cond += " AND attribute_exists(#metadata) AND NOT attribute_type(#metadata, :m)"
+				vals[":m"] = str("M")
+			}
+		}
+		ok, err := st.updateJob(ctx, "mark reduce sent", jobID, update+" REMOVE #claimToken, #claimExp", cond, nm, vals)
+		if err != nil || ok {
+			return err
+		}
+		// The metadata changed between the read and the write: read again.
 	}
-	return err
+	return fmt.Errorf("mark reduce sent: the metadata of job %s keeps changing", jobID)
+}
+
+func isMap(av types.AttributeValue) bool {
+	_, ok := av.(*types.AttributeValueMemberM)
+	return ok
 }
 
 // MarkReduced sets reduced.
