@@ -133,6 +133,25 @@ type Status struct {
 	// FailedByTolerance: the job failed because more parts were given up
 	// than it tolerates (Retry can make it run again).
 	FailedByTolerance bool
+	// EitherNumbering marks a job written by a legacy library whose
+	// numbering (0..Total-1 or 1..Total) nothing tells any more: every id
+	// from 0 to Total is taken, and FirstPart is 0. A store completes such
+	// ids safely (one that is not pending is a duplicate under either
+	// numbering). See HasPart.
+	EitherNumbering bool
+}
+
+// LastPart is the largest valid part id.
+func (s Status) LastPart() int64 {
+	if s.EitherNumbering {
+		return s.Total
+	}
+	return s.FirstPart + s.Total - 1
+}
+
+// HasPart tells whether part is a valid part id of the job.
+func (s Status) HasPart(part int64) bool {
+	return part >= s.FirstPart && part <= s.LastPart()
 }
 
 // State names the job's state: failed, reduced, complete or running.

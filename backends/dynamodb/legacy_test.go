@@ -19,7 +19,7 @@ func TestLegacy_NumberingRecorded(t *testing.T) {
 	st, _ := newTable(t)
 	ctx := testCtx(t)
 	putLegacy(t, st, "nj", seq(1, 3), 3, nil)
-	if s, err := st.Peek(ctx, "nj"); err != nil || s.FirstPart != 1 {
+	if s, err := st.Peek(ctx, "nj"); err != nil || s.FirstPart != 1 || s.EitherNumbering {
 		t.Fatalf("Peek = %+v, %v; want FirstPart 1", s, err)
 	}
 	if got, ok := getNum(rawItem(t, st, "nj"), attrFirstPart); !ok || got != 1 {
@@ -57,8 +57,8 @@ func TestLegacy_NumberingUnknown(t *testing.T) {
 	ctx := testCtx(t)
 	putLegacy(t, st, "x", []int64{1, 2}, 3, nil) // 1..3 with 3 done, or 0..2 with 0 done
 	s, err := st.Status(ctx, "x")
-	if err != nil || s.FirstPart != 0 || s.Remaining != 2 {
-		t.Fatalf("Status = %+v, %v; want FirstPart 0 (the smallest id taken), 2 remaining", s, err)
+	if err != nil || s.FirstPart != 0 || !s.EitherNumbering || s.Remaining != 2 || !s.HasPart(0) || !s.HasPart(3) || s.HasPart(4) {
+		t.Fatalf("Status = %+v, %v; want EitherNumbering (ids 0 to 3), 2 remaining", s, err)
 	}
 	if _, ok := rawItem(t, st, "x")[attrFirstPart]; ok {
 		t.Error("a numbering was recorded though nothing tells it")

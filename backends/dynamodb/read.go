@@ -46,7 +46,9 @@ func (st *Store) toStatus(ctx context.Context, j *jobItem, remaining int64) (bac
 		s.Metadata = b
 	}
 	if j.legacy {
-		s.FirstPart, _ = st.firstPart(ctx, j)
+		var known bool
+		s.FirstPart, known = st.firstPart(ctx, j)
+		s.EitherNumbering = !known
 	} else if j.created > 0 {
 		s.CreatedAt = time.UnixMilli(j.created)
 	}

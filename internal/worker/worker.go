@@ -212,8 +212,8 @@ func (r *Runner) process(ctx context.Context, lg *slog.Logger, job backends.Stat
 	if m.Subject == SubjectReduce {
 		return r.reduce(ctx, lg, job, m, spec, sigs)
 	}
-	if m.Part < job.FirstPart || m.Part >= job.FirstPart+job.Total {
-		err := fmt.Errorf("part %d is not a part of this job (parts %d to %d)", m.Part, job.FirstPart, job.FirstPart+job.Total-1)
+	if !job.HasPart(m.Part) {
+		err := fmt.Errorf("part %d is not a part of this job (parts %d to %d)", m.Part, job.FirstPart, job.LastPart())
 		lg.Error("dropping message: " + err.Error())
 		return Result{Outcome: Dropped, Err: err}
 	}
