@@ -46,6 +46,7 @@ func TestMain(m *testing.M) {
 		code = 1
 	}
 	dynalite.Stop()
+	testservers.CleanupWP()
 	os.Exit(code)
 }
 

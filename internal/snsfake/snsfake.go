@@ -318,6 +318,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	topic := form.Get("TopicArn")
+	if topic == "" && action == "Publish" {
+		topic = form.Get("TargetArn")
+	}
 
 	if !s.waitHolds(r, topic, action, entries) {
 		// Client gone or server closed: drop the connection without an
@@ -441,10 +444,14 @@ func parsePublish(form map[string][]string) ([]entry, *apiError) {
 		return v[0], true
 	}
 	if t, _ := get("TopicArn"); t == "" {
-		if _, ok := get("TargetArn"); ok {
-			return nil, invalid("snsfake supports only TopicArn, not TargetArn")
+		// watchbot-progress-py publishes with TargetArn set to the topic's
+		// ARN, which SNS accepts; a platform endpoint's ARN (":endpoint/")
+		// would be a mobile push, which snsfake does not do.
+		if target, ok := get("TargetArn"); ok && strings.Contains(target, ":endpoint/") {
+			return nil, invalid("snsfake supports TargetArn only for a topic ARN, not a platform endpoint")
+		} else if !ok || target == "" {
+			return nil, invalid("Invalid parameter: TopicArn or TargetArn Reason: no value for required parameter")
 		}
-		return nil, invalid("Invalid parameter: TopicArn or TargetArn Reason: no value for required parameter")
 	}
 	body, _ := get("Message")
 	subject, hasSubject := get("Subject")
