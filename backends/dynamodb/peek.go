@@ -11,7 +11,9 @@ import (
 // metadata), where Status also reads every pending group and shard. For a
 // wp job Remaining is then an upper bound from the pending groups (0 once the
 // groups set is gone); a legacy job's parts set is on the item, so its
-// Remaining is exact.
+// Remaining is exact. Like every read of a legacy item, it records the
+// job's numbering the first time the pending set tells it (one write, once
+// per job: see the package comment).
 func (st *Store) Peek(ctx context.Context, jobID string) (backends.Status, error) {
 	j, err := st.getJob(ctx, jobID)
 	if err != nil {
