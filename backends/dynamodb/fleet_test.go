@@ -159,6 +159,17 @@ func msg(job string, part int) string {
 	return fmt.Sprintf(`{"jobid":%q,"partid":%d}`, job, part)
 }
 
+// nodeMsg is a map message as the Node library's examples publish it.
+func nodeMsg(job string, part int) string {
+	return fmt.Sprintf(`{"id":%q,"part":%d}`, job, part)
+}
+
+// wpRunNode delivers a Node-shaped message to wp run, which is told its
+// field names.
+func (f *fleet) wpRunNode(message string) result {
+	return f.wp("", []string{"Subject=map", "Message=" + message}, "run", "--jobid-field", "id", "--partid-field", "part", "--", "true")
+}
+
 func mustOK(t *testing.T, what string, r result) {
 	t.Helper()
 	if r.code != 0 {
@@ -176,7 +187,7 @@ func TestFleet_NodeNumbering(t *testing.T) {
 	for _, p := range []string{"3", "1", "2"} {
 		mustOK(t, "completePart "+p, f.node("complete", "nj", p))
 	}
-	r := f.wpRun("map", msg("nj", 3))
+	r := f.wpRunNode(nodeMsg("nj", 3))
 	if r.code != 0 {
 		t.Fatalf("wp run of part 3: exit %d, want 0; stderr:\n%s", r.code, r.errOut)
 	}
@@ -188,7 +199,7 @@ func TestFleet_NodeNumbering(t *testing.T) {
 	}
 	// A second redelivery (of part 1) sends nothing more, on either side
 	// (the Node worker with the reduceSent helper reads wp's record).
-	mustOK(t, "wp run of part 1", f.wpRun("map", msg("nj", 1)))
+	mustOK(t, "wp run of part 1", f.wpRunNode(nodeMsg("nj", 1)))
 	mustOK(t, "Node worker, part 2", f.node("part", "nj", "2", "helper"))
 	if wp, libs := f.reduces(); wp != 1 || libs != 0 {
 		t.Errorf("reduces after more redeliveries: wp %d, Node %d; want 1 and 0", wp, libs)
@@ -204,9 +215,9 @@ func TestFleet_NodeNumbering(t *testing.T) {
 		t.Errorf("first_part after the Node library completed part 3 = %v, want still 1", got)
 	}
 	for _, p := range []int{1, 2} {
-		mustOK(t, "wp run", f.wpRun("map", msg("nj2", p)))
+		mustOK(t, "wp run", f.wpRunNode(nodeMsg("nj2", p)))
 	}
-	if r := f.wpRun("map", msg("nj2", 0)); r.code != 3 {
+	if r := f.wpRunNode(nodeMsg("nj2", 0)); r.code != 3 {
 		t.Errorf("wp run of part 0 of a Node job: exit %d, want 3 (not a part)", r.code)
 	}
 	if wp, _ := f.reduces(); wp != 2 {
@@ -220,7 +231,7 @@ func TestFleet_NodeNumbering(t *testing.T) {
 		mustOK(t, "Node worker", f.node("part", "nj3", p, "helper"))
 	}
 	for _, p := range []int{1, 2} {
-		mustOK(t, "wp run (duplicate)", f.wpRun("map", msg("nj3", p)))
+		mustOK(t, "wp run (duplicate)", f.wpRunNode(nodeMsg("nj3", p)))
 	}
 	if wp, libs := f.reduces(); wp != 2 || libs != 1 {
 		t.Errorf("reduces: wp %d, Node %d; want 2 (nj, nj2) and 1 (nj3)", wp, libs)
@@ -413,6 +424,13 @@ func wpWorker(f *fleet, d delivery) bool {
 	return r.code == 0 || r.code == 3
 }
 
+// wpNodeWorker is wp run on a fleet whose messages have the Node
+// examples' shape.
+func wpNodeWorker(f *fleet, d delivery) bool {
+	r := f.wpRunNode(d.body)
+	return r.code == 0 || r.code == 3
+}
+
 func pyWorker(f *fleet, d delivery) bool { return f.py("part", d.job, fmt.Sprint(d.part)).code == 0 }
 
 func nodeWorker(f *fleet, d delivery) bool {
@@ -513,16 +531,16 @@ func TestFleet_MixedDuplicates(t *testing.T) {
 		mustOK(t, "setTotal", f.node("settotal", "nj", fmt.Sprint(n)))
 		var ds []delivery
 		for p := 1; p <= n; p++ {
-			ds = append(ds, delivery{job: "nj", body: msg("nj", p), part: p})
+			ds = append(ds, delivery{job: "nj", body: nodeMsg("nj", p), part: p})
 		}
-		f.deliverTwice(ds, []worker{wpWorker, nodeWorker}, 4, 2)
+		f.deliverTwice(ds, []worker{wpNodeWorker, nodeWorker}, 4, 2)
 		wp, libs := f.reduces()
 		t.Logf("reduces: wp %d, Node %d", wp, libs)
 		if wp > 1 || wp+libs < 1 {
 			t.Errorf("reduces: wp %d, Node %d; want wp at most 1 and at least 1 in all", wp, libs)
 		}
 		for _, d := range ds {
-			mustOK(t, "wp run", f.wpRun("map", d.body))
+			mustOK(t, "wp run", f.wpRunNode(d.body))
 			mustOK(t, "Node worker", f.node("part", "nj", fmt.Sprint(d.part), "helper"))
 		}
 		if wp2, libs2 := f.reduces(); wp2 != wp || libs2 != libs {
