@@ -166,7 +166,10 @@
 //
 // Jobs of layout 1 (no guard, wp's reduce flag in reduceSent) are read and
 // completed as before; their reduce flag is reduceSent or wpReduceSent, and
-// the Python library's flag is ignored on them as on every wp job.
+// the Python library's flag is ignored on them as on every wp job. The
+// first wp command that reads one (Peek, Status, List) adds the guard to
+// it (one write, once per job, best effort), so that old workers fail on
+// it from then on too; it keeps wp 1.
 //
 // # Bounded waits
 //

@@ -201,6 +201,16 @@ func TestLayout1(t *testing.T) {
 		setRaw(t, st, id, "SET #wp = :one REMOVE #parts", item{":one": num(1)})
 	}
 	setRaw(t, st, "v1-sent", "SET #reduceSent = :t", item{":t": boolean(true)})
+	// The first read by wp adds the guard that makes old workers fail.
+	if _, err := st.Peek(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := rawItem(t, st, "v1")[attrParts].(*types.AttributeValueMemberBOOL); !ok || !got.Value {
+		t.Errorf("layout 1 job's parts after Peek = %#v, want the guard", rawItem(t, st, "v1")[attrParts])
+	}
+	if v, _ := getNum(rawItem(t, st, "v1"), attrWP); v != 1 {
+		t.Errorf("layout 1 job's wp after Peek = %d, want still 1", v)
+	}
 	for _, id := range []string{"v1", "v1-sent"} {
 		fin, err := completeAll(ctx, st, id, 300, 4)
 		if err != nil || fin != 1 {

@@ -45,6 +45,9 @@ func (st *Store) toStatus(ctx context.Context, j *jobItem, remaining int64) (bac
 		}
 		s.Metadata = b
 	}
+	if _, guarded := j.raw[attrParts]; !j.legacy && !guarded {
+		st.guardLayout1(ctx, j.id)
+	}
 	if j.legacy {
 		var known bool
 		s.FirstPart, known = st.firstPart(ctx, j)
@@ -295,4 +298,20 @@ func (st *Store) List(ctx context.Context, fn func(backends.Status) error) error
 		}
 		start = out.LastEvaluatedKey
 	}
+}
+
+// guardLayout1 adds the parts guard (see the package comment) to a job of
+// layout 1, which was written without it, so that old workers handed its
+// messages from now on fail as they do on a job of layout 2. One write,
+// once per job, by the first wp command that reads it; best effort, like
+// noteFirstPart. The job keeps layout 1's reduce flag.
+func (st *Store) guardLayout1(ctx context.Context, id string) {
+	st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+		TableName:                 aws.String(st.table),
+		Key:                       key(id),
+		UpdateExpression:          aws.String("SET #parts = :guard"),
+		ConditionExpression:       aws.String("attribute_exists(#wp) AND attribute_not_exists(#parts)"),
+		ExpressionAttributeNames:  names(attrParts, attrWP),
+		ExpressionAttributeValues: item{":guard": partsGuard},
+	})
 }
