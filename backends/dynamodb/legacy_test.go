@@ -211,6 +211,22 @@ func TestLayout1(t *testing.T) {
 	if v, _ := getNum(rawItem(t, st, "v1"), attrWP); v != 1 {
 		t.Errorf("layout 1 job's wp after Peek = %d, want still 1", v)
 	}
+	// So do Status (wp info) and List (wp ls).
+	if err := st.CreateJob(ctx, backends.Job{ID: "v1-listed", Total: 1}); err != nil {
+		t.Fatal(err)
+	}
+	setRaw(t, st, "v1-listed", "SET #wp = :one REMOVE #parts", item{":one": num(1)})
+	if _, err := st.Status(ctx, "v1-sent"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.List(ctx, func(backends.Status) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"v1-sent", "v1-listed"} {
+		if _, ok := rawItem(t, st, id)[attrParts].(*types.AttributeValueMemberBOOL); !ok {
+			t.Errorf("%s: no guard after Status and List", id)
+		}
+	}
 	for _, id := range []string{"v1", "v1-sent"} {
 		fin, err := completeAll(ctx, st, id, 300, 4)
 		if err != nil || fin != 1 {
