@@ -97,6 +97,12 @@ func retryAction(c *cli.Context) error {
 		chosen := make([]uint64, (job.Total+63)/64)
 		set := func(p int64) {
 			i := p - job.FirstPart
+			if i < 0 || i >= job.Total {
+				// A legacy job whose numbering is not known: its parts
+				// can only be matched to input lines when it is.
+				lg.Warn("part is not a line of the input: skipped", "partid", p, "first_part", job.FirstPart)
+				return
+			}
 			chosen[i/64] |= 1 << (uint(i) % 64)
 		}
 		var gaveUp []int64

@@ -53,35 +53,35 @@ func (st *Store) Complete(ctx context.Context, jobID string, part int64) (backen
 			// maybe the job.
 			c.Finisher, c.Done, err = st.propagate(ctx, jobID, s)
 			if err != nil {
-				return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, err)
+				return c, err
 			}
 			return c, nil
 		}
 		if !isCondFailed(err) {
-			return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, st.wrap("update shard", err))
+			return c, st.wrap("update shard", err)
 		}
 	}
 	// The rare path: find out why the part was not pending.
 	it, err := st.getItem(ctx, jobID, completeProjection, completeNames)
 	if err != nil {
-		return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, err)
+		return c, err
 	}
 	j, ok := parseJob(it)
 	if !ok || !j.visible() {
-		return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, backends.ErrNotFound)
+		return c, backends.ErrNotFound
 	}
 	if j.failed {
-		return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, backends.ErrJobFailed)
+		return c, backends.ErrJobFailed
 	}
 	c.ReduceSent = j.reduceSent
 	if j.legacy {
 		return st.completeLegacy(ctx, j, part)
 	}
 	if j.shardSize != shardSize || j.groupSize != groupSize {
-		return c, fmt.Errorf("complete part %d of %s: the job was written by another version of wp (shards of %d, groups of %d)", part, jobID, j.shardSize, j.groupSize)
+		return c, fmt.Errorf("the job was written by another version of wp (shards of %d, groups of %d)", j.shardSize, j.groupSize)
 	}
 	if part < 0 || part >= j.total {
-		return c, fmt.Errorf("complete part %d of %s (parts 0 to %d): %w", part, jobID, j.total-1, backends.ErrPartRange)
+		return c, fmt.Errorf("%w (parts 0 to %d)", backends.ErrPartRange, j.total-1)
 	}
 	c.Duplicate = true
 	if !j.groupsLeft {
@@ -90,10 +90,10 @@ func (st *Store) Complete(ctx context.Context, jobID string, part int64) (backen
 	}
 	sh, err := st.getItem(ctx, shardKey(jobID, s), "", nil)
 	if err != nil {
-		return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, err)
+		return c, err
 	}
 	if sh == nil {
-		return c, fmt.Errorf("complete part %d of %s: shard item %s is missing (the job is damaged: delete it and create it again)", part, jobID, shardKey(jobID, s))
+		return c, fmt.Errorf("shard item %s is missing (the job is damaged: delete it and create it again)", shardKey(jobID, s))
 	}
 	if _, left := sh[attrParts]; left {
 		return c, nil
@@ -106,7 +106,7 @@ func (st *Store) Complete(ctx context.Context, jobID string, part int64) (backen
 	}
 	c.Done, err = st.repair(ctx, jobID, s)
 	if err != nil {
-		return c, fmt.Errorf("complete part %d of %s: %w", part, jobID, err)
+		return c, err
 	}
 	return c, nil
 }
@@ -205,7 +205,7 @@ func (st *Store) jobDone(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	if it == nil {
-		return false, fmt.Errorf("job %s: %w", id, backends.ErrNotFound)
+		return false, backends.ErrNotFound
 	}
 	_, left := it[attrGroups]
 	return !left, nil
@@ -227,7 +227,7 @@ func (st *Store) completeLegacy(ctx context.Context, j *jobItem, part int64) (ba
 		lo, hi = first, first+j.total-1
 	}
 	if part < lo || part > hi {
-		return c, fmt.Errorf("complete part %d of %s (parts %d to %d): %w", part, j.id, lo, hi, backends.ErrPartRange)
+		return c, fmt.Errorf("%w (parts %d to %d)", backends.ErrPartRange, lo, hi)
 	}
 	update := "DELETE #parts :p"
 	nm := names(attrParts, attrError)
@@ -264,18 +264,18 @@ func (st *Store) completeLegacy(ctx context.Context, j *jobItem, part int64) (ba
 		return c, nil
 	}
 	if !isCondFailed(err) {
-		return c, fmt.Errorf("complete part %d of %s: %w", part, j.id, st.wrap("update job", err))
+		return c, st.wrap("update job", err)
 	}
 	j2, err := st.getJob(ctx, j.id)
 	if err != nil {
-		return c, fmt.Errorf("complete part %d: %w", part, err)
+		return c, err
 	}
 	if j2.failed {
-		return c, fmt.Errorf("complete part %d of %s: %w", part, j.id, backends.ErrJobFailed)
+		return c, backends.ErrJobFailed
 	}
 	first, known = st.firstPart(ctx, j2)
 	if known && (part < first || part >= first+j2.total) {
-		return c, fmt.Errorf("complete part %d of %s (parts %d to %d): %w", part, j.id, first, first+j2.total-1, backends.ErrPartRange)
+		return c, fmt.Errorf("%w (parts %d to %d)", backends.ErrPartRange, first, first+j2.total-1)
 	}
 	c.Duplicate = true
 	c.Done = nsLen(j2.raw, attrParts) == 0

@@ -44,7 +44,7 @@ func (st *Store) getJob(ctx context.Context, id string) (*jobItem, error) {
 	}
 	j, ok := parseJob(it)
 	if !ok || !j.visible() {
-		return nil, fmt.Errorf("job %s: %w", id, backends.ErrNotFound)
+		return nil, backends.ErrNotFound
 	}
 	return j, nil
 }
@@ -53,13 +53,13 @@ func (st *Store) getJob(ctx context.Context, id string) (*jobItem, error) {
 // group items, then makes it visible (see the package comment).
 func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
 	if job.Total < 1 || job.Total > maxTotal {
-		return fmt.Errorf("create job %s: total %d parts: want 1 to %d", job.ID, job.Total, int64(maxTotal))
+		return fmt.Errorf("total %d parts: want 1 to %d", job.Total, int64(maxTotal))
 	}
 	var meta types.AttributeValue
 	if len(job.Metadata) > 0 {
 		m, err := jsonToAV(job.Metadata)
 		if err != nil {
-			return fmt.Errorf("create job %s: %w", job.ID, err)
+			return err
 		}
 		if _, isNull := m.(*types.AttributeValueMemberNULL); !isNull {
 			meta = m
@@ -93,7 +93,7 @@ func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
 	var oldExtent int64
 	for attempt := 0; ; attempt++ {
 		if attempt == 5 {
-			return fmt.Errorf("create job %s: the id keeps changing hands (another CreateJob or Delete of it is running): %w", job.ID, backends.ErrExists)
+			return fmt.Errorf("the id keeps changing hands (another CreateJob or Delete of it is running): %w", backends.ErrExists)
 		}
 		_, err := st.db.PutItem(ctx, &ddb.PutItemInput{
 			TableName:                aws.String(st.table),
@@ -110,17 +110,17 @@ func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
 		}
 		it, err := st.getItem(ctx, job.ID, "", nil)
 		if err != nil {
-			return fmt.Errorf("create job %s: %w", job.ID, err)
+			return err
 		}
 		if it == nil {
 			continue // deleted meanwhile
 		}
 		old, ok := parseJob(it)
 		if !ok || old.visible() {
-			return fmt.Errorf("create job %s: %w", job.ID, backends.ErrExists)
+			return backends.ErrExists
 		}
 		if old.lease > st.nowMS() {
-			return fmt.Errorf("create job %s: another process is creating or deleting it (if it died, retry after %v): %w", job.ID, st.lease, backends.ErrExists)
+			return fmt.Errorf("another process is creating or deleting it (if it died, retry after %v): %w", st.lease, backends.ErrExists)
 		}
 		ext := max(shards, old.extent, old.shards)
 		_, err = st.db.PutItem(ctx, &ddb.PutItemInput{
@@ -143,7 +143,7 @@ func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
 	err := st.writeJob(ctx, job.ID, token, job.Total, shards, groups, oldExtent)
 	if err != nil {
 		st.releaseLease(ctx, job.ID, token)
-		return fmt.Errorf("create job %s: %w", job.ID, err)
+		return err
 	}
 	return nil
 }
@@ -355,11 +355,11 @@ func (st *Store) Delete(ctx context.Context, jobID string) error {
 	}
 	it, err := st.getItem(ctx, jobID, "", nil)
 	if err != nil {
-		return fmt.Errorf("delete job %s: %w", jobID, err)
+		return err
 	}
 	j, ok := parseJob(it)
 	if !ok || (!j.visible() && j.lease > st.nowMS() && j.creating != deletingToken) {
-		return fmt.Errorf("delete job %s: %w", jobID, backends.ErrNotFound)
+		return backends.ErrNotFound
 	}
 	if j.legacy {
 		_, err := st.db.DeleteItem(ctx, &ddb.DeleteItemInput{
@@ -369,7 +369,7 @@ func (st *Store) Delete(ctx context.Context, jobID string) error {
 			ExpressionAttributeNames: names(attrID, attrWP),
 		})
 		if isCondFailed(err) {
-			return fmt.Errorf("delete job %s: %w", jobID, backends.ErrNotFound)
+			return backends.ErrNotFound
 		}
 		return st.wrap("delete job "+jobID, err)
 	}
@@ -382,7 +382,7 @@ func (st *Store) Delete(ctx context.Context, jobID string) error {
 		ExpressionAttributeValues: item{":del": str(deletingToken), ":lease": num(st.nowMS() + st.lease.Milliseconds()), ":now": num(st.nowMS())},
 	})
 	if isCondFailed(err) {
-		return fmt.Errorf("delete job %s: %w", jobID, backends.ErrNotFound)
+		return backends.ErrNotFound
 	}
 	if err != nil {
 		return st.wrap("delete job "+jobID, err)
@@ -397,7 +397,7 @@ func (st *Store) Delete(ctx context.Context, jobID string) error {
 		})
 	}
 	if err != nil {
-		return fmt.Errorf("delete job %s (run Delete again to finish): %w", jobID, err)
+		return fmt.Errorf("run it again to finish: %w", err)
 	}
 	_, err = st.db.DeleteItem(ctx, &ddb.DeleteItemInput{
 		TableName:                 aws.String(st.table),

@@ -2,7 +2,6 @@ package dynamodb
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/wp-tools/wp/backends"
 )
@@ -17,7 +16,7 @@ import (
 func (st *Store) Peek(ctx context.Context, jobID string) (backends.Status, error) {
 	j, err := st.getJob(ctx, jobID)
 	if err != nil {
-		return backends.Status{}, fmt.Errorf("peek: %w", err)
+		return backends.Status{}, err
 	}
 	var rem int64
 	switch {

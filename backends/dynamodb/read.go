@@ -19,11 +19,11 @@ import (
 func (st *Store) Status(ctx context.Context, jobID string) (backends.Status, error) {
 	j, err := st.getJob(ctx, jobID)
 	if err != nil {
-		return backends.Status{}, fmt.Errorf("status: %w", err)
+		return backends.Status{}, err
 	}
 	rem, err := st.remaining(ctx, []*jobItem{j})
 	if err != nil {
-		return backends.Status{}, fmt.Errorf("status of %s: %w", jobID, err)
+		return backends.Status{}, err
 	}
 	return st.toStatus(ctx, j, rem[j.id])
 }
@@ -213,7 +213,7 @@ func (st *Store) batchGet(ctx context.Context, ids []string) ([]item, error) {
 func (st *Store) Pending(ctx context.Context, jobID string, fn func(part int64) error) error {
 	j, err := st.getJob(ctx, jobID)
 	if err != nil {
-		return fmt.Errorf("pending: %w", err)
+		return err
 	}
 	if j.legacy {
 		// Legacy jobs hold at most ~105,000 ids in one item, read whole.
@@ -230,7 +230,7 @@ func (st *Store) Pending(ctx context.Context, jobID string, fn func(part int64) 
 	for _, g := range groups {
 		grp, err := st.getItem(ctx, groupKey(jobID, g), "", nil)
 		if err != nil {
-			return fmt.Errorf("pending parts of %s: %w", jobID, err)
+			return err
 		}
 		offs, _ := getNS(grp, attrLeft)
 		for i := 0; i < len(offs); i += 100 {
@@ -241,7 +241,7 @@ func (st *Store) Pending(ctx context.Context, jobID string, fn func(part int64) 
 			}
 			shards, err := st.getMany(ctx, keys)
 			if err != nil {
-				return fmt.Errorf("pending parts of %s: %w", jobID, err)
+				return err
 			}
 			for k, off := range chunk {
 				s := g*j.groupSize + off
@@ -282,12 +282,12 @@ func (st *Store) List(ctx context.Context, fn func(backends.Status) error) error
 		}
 		rem, err := st.remaining(ctx, jobs)
 		if err != nil {
-			return fmt.Errorf("list jobs: %w", err)
+			return err
 		}
 		for _, j := range jobs {
 			s, err := st.toStatus(ctx, j, rem[j.id])
 			if err != nil {
-				return fmt.Errorf("list jobs: %w", err)
+				return err
 			}
 			if err := fn(s); err != nil {
 				return err

@@ -2,6 +2,7 @@ package dynamodb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -41,10 +42,10 @@ func (st *Store) updateJob(ctx context.Context, what, id, update, cond string, n
 		return true, nil
 	}
 	if !isCondFailed(err) {
-		return false, st.wrap(what+" "+id, err)
+		return false, st.wrap(what, err)
 	}
 	if _, err := st.getJob(ctx, id); err != nil {
-		return false, fmt.Errorf("%s: %w", what, err)
+		return false, err
 	}
 	return false, nil
 }
@@ -62,14 +63,14 @@ func (st *Store) Fail(ctx context.Context, jobID, reason string) error {
 	}
 	j, err := st.getJob(ctx, jobID)
 	if err != nil {
-		return fmt.Errorf("fail job: %w", err)
+		return err
 	}
 	if j.legacy || getBool(j.raw, attrFailMarked) {
 		return nil
 	}
 	keys, err := st.pendingShards(ctx, j)
 	if err != nil {
-		return fmt.Errorf("fail job %s: %w", jobID, err)
+		return err
 	}
 	ctx2, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -106,7 +107,7 @@ feed:
 	close(work)
 	wg.Wait()
 	if err := context.Cause(ctx2); err != nil {
-		return fmt.Errorf("fail job %s (run it again to finish): %w", jobID, err)
+		return fmt.Errorf("run it again to finish: %w", err)
 	}
 	_, err = st.updateJob(ctx, "fail job", jobID, "SET #fm = :t", "", map[string]string{"#fm": attrFailMarked}, item{":t": boolean(true)})
 	return err
@@ -162,17 +163,17 @@ func (st *Store) MarkReduceSent(ctx context.Context, jobID string) error {
 	for attempt := 0; attempt < 5; attempt++ {
 		it, err := st.getItem(ctx, jobID, "#id, #wp, #total, #wpFirstPart, #metadata", nm)
 		if err != nil {
-			return fmt.Errorf("mark reduce sent: %w", err)
+			return err
 		}
 		if _, isJob := it[attrTotal]; !isJob {
-			return fmt.Errorf("mark reduce sent: job %s: %w", jobID, backends.ErrNotFound)
+			return backends.ErrNotFound
 		}
 		if _, isWP := it[attrWP]; isWP {
 			ok, err := st.updateJob(ctx, "mark reduce sent", jobID, "SET #wrs = :t REMOVE #claimToken, #claimExp", " AND attribute_exists(#wp)",
 				map[string]string{"#wrs": attrWPReduceSent, "#claimToken": attrClaimToken, "#claimExp": attrClaimExp, "#wp": attrWP},
 				item{":t": boolean(true)})
 			if err == nil && !ok {
-				return fmt.Errorf("mark reduce sent: job %s changed meanwhile: %w", jobID, backends.ErrNotFound)
+				return fmt.Errorf("the job changed meanwhile: %w", backends.ErrNotFound)
 			}
 			return err
 		}
@@ -203,7 +204,7 @@ func (st *Store) MarkReduceSent(ctx context.Context, jobID string) error {
 		}
 		// The metadata changed between the read and the write: read again.
 	}
-	return fmt.Errorf("mark reduce sent: the metadata of job %s keeps changing", jobID)
+	return errors.New("the job's metadata keeps changing")
 }
 
 func isMap(av types.AttributeValue) bool {
@@ -216,7 +217,7 @@ func (st *Store) MarkReduced(ctx context.Context, jobID string) error {
 	ok, err := st.updateJob(ctx, "mark reduced", jobID, "SET #reduced = :t", "",
 		names(attrReduced), item{":t": boolean(true)})
 	if err == nil && !ok {
-		return fmt.Errorf("mark reduced: job %s changed meanwhile: %w", jobID, backends.ErrNotFound)
+		return fmt.Errorf("the job changed meanwhile: %w", backends.ErrNotFound)
 	}
 	return err
 }
