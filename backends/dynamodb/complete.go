@@ -15,11 +15,11 @@ import (
 // a legacy job's parts set (up to 400 KB) and the metadata (only Python's
 // reduce flag inside it).
 const completeProjection = "#id, #wp, #total, #shardSize, #groupSize, #shards, #extent, #groups, #error, " +
-	"#reduceSent, #wpReduceSent, #reduced, #creating, #lease, #metadata.#rms, #wpFirstPart"
+	"#reduceSent, #wpReduceSent, #reduced, #creating, #lease, #metadata.#rms, #wpFirstPart, #wpGivenUp"
 
 var completeNames = func() map[string]string {
 	m := names(attrID, attrWP, attrTotal, attrShardSize, attrGroupSize, attrShards, attrExtent, attrGroups,
-		attrError, attrReduceSent, attrWPReduceSent, attrReduced, attrCreating, attrLease, attrMetadata, attrFirstPart)
+		attrError, attrReduceSent, attrWPReduceSent, attrReduced, attrCreating, attrLease, attrMetadata, attrFirstPart, attrGivenUp)
 	m["#rms"] = pyReduceSentKey
 	return m
 }()
@@ -30,10 +30,20 @@ var completeNames = func() map[string]string {
 // part out of range, duplicate) makes that condition fail, and only then is
 // the job item read to tell which.
 func (st *Store) Complete(ctx context.Context, jobID string, part int64) (backends.Completion, error) {
-	var c backends.Completion
 	if jobID == "" {
-		return c, fmt.Errorf("complete: job id is empty: %w", backends.ErrNotFound)
+		return backends.Completion{}, fmt.Errorf("complete: job id is empty: %w", backends.ErrNotFound)
 	}
+	// A part that a wp retry moved back to pending while this call looked
+	// at it is completed by going round once more.
+	for attempt := 0; ; attempt++ {
+		c, again, err := st.complete(ctx, jobID, part, attempt < 3)
+		if !again {
+			return c, err
+		}
+	}
+}
+
+func (st *Store) complete(ctx context.Context, jobID string, part int64, mayRetry bool) (c backends.Completion, again bool, err error) {
 	s, off := part/shardSize, part%shardSize
 	if part >= 0 {
 		out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
@@ -47,68 +57,86 @@ func (st *Store) Complete(ctx context.Context, jobID string, part int64) (backen
 		})
 		if err == nil {
 			if _, left := out.Attributes[attrParts]; left {
-				return c, nil
+				return c, false, nil
 			}
 			// This completion emptied the shard: tell its group, and
 			// maybe the job.
 			c.Finisher, c.Done, err = st.propagate(ctx, jobID, s)
 			if err != nil {
-				return c, err
+				return c, false, err
 			}
-			return c, nil
+			return c, false, nil
 		}
 		if !isCondFailed(err) {
-			return c, st.wrap("update shard", err)
+			return c, false, st.wrap("update shard", err)
 		}
 	}
 	// The rare path: find out why the part was not pending.
 	it, err := st.getItem(ctx, jobID, completeProjection, completeNames)
 	if err != nil {
-		return c, err
+		return c, false, err
 	}
 	j, ok := parseJob(it)
 	if !ok || !j.visible() {
-		return c, backends.ErrNotFound
+		return c, false, backends.ErrNotFound
 	}
 	if j.failed {
-		return c, backends.ErrJobFailed
+		return c, false, backends.ErrJobFailed
 	}
 	c.ReduceSent = j.reduceSent
 	if j.legacy {
-		return st.completeLegacy(ctx, j, part)
+		c, err := st.completeLegacy(ctx, j, part)
+		return c, false, err
 	}
 	if j.shardSize != shardSize || j.groupSize != groupSize {
-		return c, fmt.Errorf("the job was written by another version of wp (shards of %d, groups of %d)", j.shardSize, j.groupSize)
+		return c, false, fmt.Errorf("the job was written by another version of wp (shards of %d, groups of %d)", j.shardSize, j.groupSize)
 	}
 	if part < 0 || part >= j.total {
-		return c, fmt.Errorf("%w (parts 0 to %d)", backends.ErrPartRange, j.total-1)
+		return c, false, fmt.Errorf("%w (parts 0 to %d)", backends.ErrPartRange, j.total-1)
+	}
+	sh, err := st.getItem(ctx, shardKey(jobID, s), "", nil)
+	if err != nil {
+		return c, false, err
+	}
+	if sh == nil {
+		return c, false, fmt.Errorf("shard item %s is missing (the job is damaged: delete it and create it again)", shardKey(jobID, s))
+	}
+	if nsContains(sh, attrGU, off) {
+		// A given-up part: it becomes a completed one.
+		converted, pending, err := st.convert(ctx, jobID, part, nsContains(j.raw, attrGivenUp, part))
+		if err != nil {
+			return c, false, err
+		}
+		if converted {
+			c.Done = !j.groupsLeft
+			return c, false, nil
+		}
+		if pending && mayRetry {
+			return c, true, nil
+		}
+	} else if nsContains(sh, attrParts, off) && sh[attrFailed] == nil && mayRetry {
+		// Pending after all: a Retry moved it back since the write.
+		return c, true, nil
 	}
 	c.Duplicate = true
 	if !j.groupsLeft {
 		c.Done = true
-		return c, nil
-	}
-	sh, err := st.getItem(ctx, shardKey(jobID, s), "", nil)
-	if err != nil {
-		return c, err
-	}
-	if sh == nil {
-		return c, fmt.Errorf("shard item %s is missing (the job is damaged: delete it and create it again)", shardKey(jobID, s))
+		return c, false, nil
 	}
 	if _, left := sh[attrParts]; left {
-		return c, nil
+		return c, false, nil
 	}
 	// The shard is empty. Its emptier normally tells the group within
 	// milliseconds; if that was long ago and the job is not done, it died
 	// first: finish its work.
 	if t, _ := getNum(sh, attrT); st.nowMS()-t < st.repairAfter.Milliseconds() {
-		return c, nil
+		return c, false, nil
 	}
 	c.Done, err = st.repair(ctx, jobID, s)
 	if err != nil {
-		return c, err
+		return c, false, err
 	}
-	return c, nil
+	return c, false, nil
 }
 
 // propagate removes the emptied shard s from its group and, if that emptied
@@ -277,9 +305,18 @@ func (st *Store) completeLegacy(ctx context.Context, j *jobItem, part int64) (ba
 	if known && (part < first || part >= first+j2.total) {
 		return c, fmt.Errorf("%w (parts %d to %d)", backends.ErrPartRange, first, first+j2.total-1)
 	}
-	c.Duplicate = true
 	c.Done = nsLen(j2.raw, attrParts) == 0
 	c.ReduceSent = j2.reduceSent
+	if nsContains(j2.raw, attrGivenUp, part) {
+		converted, err := st.convertLegacy(ctx, j2, part)
+		if err != nil {
+			return c, err
+		}
+		if converted {
+			return c, nil
+		}
+	}
+	c.Duplicate = true
 	return c, nil
 }
 

@@ -171,6 +171,83 @@
 // it (one write, once per job, best effort), so that old workers fail on
 // it from then on too; it keeps wp 1.
 //
+// # Given-up parts, tolerance and retry
+//
+// Items and attributes (issue 11):
+//
+//	shard JOB#sNNNNN    gu NS: the given-up offsets (a part is pending in
+//	                    parts, given up in gu, complete in neither); r S
+//	                    and rx N: a running wp retry's hold (token, expiry)
+//	JOB#uNNNNNNNNNN     a given-up part's details: exitCode, signal,
+//	                    receives, at (unix ms), stderr (at most 512 bytes):
+//	                    under 1 KB
+//	job item            wpGivenUp NS: the given-up parts (the index that
+//	                    counts them); wpTolerance S ("3", "10%") and
+//	                    wpTolLimit N (the most tolerated), wpTolFailed BOOL,
+//	                    wpReduceOnFailure BOOL, wpDigest S (each only when
+//	                    set, so a plain job's item is unchanged)
+//
+// Each write is a single-item conditional write, so it happens at most
+// once, and each step after it is idempotent:
+//
+//   - GiveUp: the shard write "DELETE parts :p ADD gu :p" on condition
+//     contains(parts, :p) AND attribute_not_exists(f) ends the part exactly
+//     once, against Complete (which deletes it from parts on the same
+//     condition) and duplicates; then the details item (Put); then "ADD
+//     wpGivenUp :p" on the job item, which returns the set: when it holds
+//     more than wpTolLimit parts the job fails (error, wpTolFailed, the
+//     pending shards marked f as Fail does); then, if the shard emptied,
+//     Complete's propagation, so the call that ends the last part, Complete
+//     or GiveUp, is the one finisher. Cost: 1 WCU for the shard, 1 for the
+//     details, the job item's size in KB for the index: 3 WCU measured
+//     (TestConsumedCapacity_GiveUp). A completion does not change: 1.004 WCU.
+//   - The index is a set, never a counter: ADD and DELETE of a member are
+//     idempotent, so a retried or repeated write cannot count twice. A part
+//     is counted after its shard write and uncounted after its shard
+//     changes back, so the index can only briefly lag the shards: a
+//     process that dies between the two writes leaves a part given up but
+//     uncounted (a later delivery of it, or a completion, counts it once
+//     its shard has been still for repairAfter), or, after a conversion or
+//     retry, counted but no longer given up (GivenUp lists only what the
+//     shards hold as given up; the count stays one too high). It holds at
+//     most about 60,000 part ids (the 400 KB item), far past any useful
+//     tolerance.
+//   - A later Complete of a given-up part fails the hot path's condition;
+//     the rare path reads the shard and converts the part: "DELETE gu :p"
+//     on condition contains(gu, :p) (exactly once, against a Retry or
+//     another conversion), then "DELETE wpGivenUp :p" and the details
+//     item. It waits while the part is given up on its shard but not yet
+//     counted (its GiveUp is between its two writes), so the index never
+//     keeps a part the conversion removed.
+//   - Retry: the parts to move are those in the index. Each shard holding
+//     some is held (r, rx, on condition that no live hold exists, in shard
+//     order), which makes conversions of its parts wait; the held shards
+//     are read, and the parts still in gu are the ones to move. Then the
+//     job item gets their groups back (ADD groups) with the reduce state
+//     cleared, each group its shards (ADD left), and only then each shard
+//     its parts ("DELETE gu :P ADD parts :P REMOVE r, rx" on condition that
+//     the hold is still this call's); then the index drops them and a job
+//     failed by its tolerance now within it runs again (its shards'
+//     f marks removed, then error on condition that the index is within the
+//     limit). Every level is pending again before any moved part can end,
+//     and every shard and group put back holds a part that is pending once
+//     the moves are done, so the propagation of Complete still removes the
+//     last group exactly once: one finisher, however Retry calls and late
+//     completions interleave. A Retry that dies after putting the levels
+//     back and before moving the parts leaves the job pending with nothing
+//     pending in those shards: running wp retry again moves the parts (they
+//     are still given up) and the job can end.
+//   - ClaimReduce also succeeds for a failed job with wpReduceOnFailure.
+//
+// On a legacy item (the Node or Python library's) everything is on the one
+// item: GiveUp is "DELETE parts :p ADD wpGivenUp :p, wpGivenUpV :1" on
+// condition contains(parts, :p) AND attribute_not_exists(error); the
+// libraries see the part as no longer pending. A legacy job has no
+// tolerance, so its first give-up fails it (error, which both libraries
+// read). Retry moves the parts back to parts and clears the error and the
+// reduce flags in one write, on condition that wpGivenUpV (bumped by every
+// change of wpGivenUp) is as read: atomic, however many parts.
+//
 // # Bounded waits
 //
 // Each request is tried at most 4 times, each attempt bounded by a 15 second

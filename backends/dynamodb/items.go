@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/wp-tools/wp/backends"
 )
 
 // Attribute names (see the package comment). Every expression refers to
@@ -38,6 +40,20 @@ const (
 	attrFailed       = "f"     // shard items of a failed job
 	attrFailMarked   = "failMarked"
 	pyReduceSentKey  = "reduce_message_sent"
+
+	// Issue 11 (given-up parts), on job items of both kinds: prefixed,
+	// as the legacy libraries own the unprefixed names.
+	attrGivenUp    = "wpGivenUp"         // NS: the given-up parts (index)
+	attrGivenUpVer = "wpGivenUpV"        // N: legacy jobs, bumped by every change of wpGivenUp
+	attrTolerance  = "wpTolerance"       // S: "3", "10%"
+	attrTolLimit   = "wpTolLimit"        // N: the most given-up parts tolerated
+	attrTolFailed  = "wpTolFailed"       // BOOL: failed by the tolerance
+	attrROF        = "wpReduceOnFailure" // BOOL
+	attrDigest     = "wpDigest"          // S
+	// On shard items.
+	attrGU       = "gu" // NS: given-up offsets
+	attrRetry    = "r"  // S: the token of the wp retry holding the shard
+	attrRetryExp = "rx" // N: when that hold runs out (unix ms)
 
 	deletingToken = "deleting"
 )
@@ -181,6 +197,12 @@ type jobItem struct {
 	reduced    bool
 	claimExp   int64
 	claimToken string
+	// issue 11
+	tolerance backends.Tolerance
+	tolLimit  int64
+	tolFailed bool
+	rof       bool
+	digest    string
 }
 
 // parseJob reads a job item. ok is false for anything that is not one (no
@@ -218,6 +240,11 @@ func parseJob(it item) (*jobItem, bool) {
 	j.reduced = getBool(it, attrReduced)
 	j.claimExp, _ = getNum(it, attrClaimExp)
 	j.claimToken = getStr(it, attrClaimToken)
+	j.tolerance, _ = backends.ParseTolerance(getStr(it, attrTolerance))
+	j.tolLimit, _ = getNum(it, attrTolLimit)
+	j.tolFailed = getBool(it, attrTolFailed)
+	j.rof = getBool(it, attrROF)
+	j.digest = getStr(it, attrDigest)
 	return j, true
 }
 

@@ -86,6 +86,18 @@ func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
 		if meta != nil {
 			it[attrMetadata] = meta
 		}
+		// Issue 11: only what differs from the default, so the item of
+		// a plain job stays as it was.
+		if job.Tolerance != (backends.Tolerance{}) {
+			it[attrTolerance] = str(job.Tolerance.String())
+			it[attrTolLimit] = num(job.Tolerance.Limit(job.Total))
+		}
+		if job.ReduceOnFailure {
+			it[attrROF] = boolean(true)
+		}
+		if job.Digest != "" {
+			it[attrDigest] = str(job.Digest)
+		}
 		return it
 	}
 
@@ -360,6 +372,14 @@ func (st *Store) Delete(ctx context.Context, jobID string) error {
 	j, ok := parseJob(it)
 	if !ok || (!j.visible() && j.lease > st.nowMS() && j.creating != deletingToken) {
 		return backends.ErrNotFound
+	}
+	// The details of given-up parts: the index lists them (a detail
+	// item a crash left behind for a part it does not list is left).
+	gaveUp, _ := getNS(j.raw, attrGivenUp)
+	if err := st.writeRange(ctx, 0, int64(len(gaveUp)), func(i int64) types.WriteRequest {
+		return types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: key(detailsKey(jobID, gaveUp[i]))}}
+	}); err != nil {
+		return fmt.Errorf("delete job %s: the details of its given-up parts: %w", jobID, err)
 	}
 	if j.legacy {
 		_, err := st.db.DeleteItem(ctx, &ddb.DeleteItemInput{

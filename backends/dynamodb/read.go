@@ -37,6 +37,12 @@ func (st *Store) toStatus(ctx context.Context, j *jobItem, remaining int64) (bac
 		Error:      j.errMsg,
 		ReduceSent: j.reduceSent,
 		Reduced:    j.reduced,
+
+		GivenUp:           nsLen(j.raw, attrGivenUp),
+		Tolerance:         j.tolerance,
+		ReduceOnFailure:   j.rof,
+		Digest:            j.digest,
+		FailedByTolerance: j.tolFailed,
 	}
 	if m, ok := j.raw[attrMetadata]; ok {
 		b, err := avToJSON(m)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -57,82 +56,70 @@ func (st *Store) updateJob(ctx context.Context, what, id, update, cond string, n
 // done, so an interrupted Fail is finished by the next. Cost: one write per
 // pending shard (at most total/256), once.
 func (st *Store) Fail(ctx context.Context, jobID, reason string) error {
-	if _, err := st.updateJob(ctx, "fail job", jobID, "SET #error = :r", " AND attribute_not_exists(#error)",
-		names(attrError), item{":r": str(reason)}); err != nil {
-		return err
+	_, err := st.failJob(ctx, jobID, reason, false)
+	return err
+}
+
+// failJob is Fail; byTolerance also sets wpTolFailed with error. won is true
+// when this call failed the job.
+func (st *Store) failJob(ctx context.Context, jobID, reason string, byTolerance bool) (won bool, err error) {
+	update, nm, vals := "SET #error = :r", names(attrError), item{":r": str(reason)}
+	if byTolerance {
+		update += ", #tf = :t"
+		nm["#tf"] = attrTolFailed
+		vals[":t"] = boolean(true)
 	}
+	won, err = st.updateJob(ctx, "fail job", jobID, update, " AND attribute_not_exists(#error)", nm, vals)
+	if err != nil {
+		return false, err
+	}
+	return won, st.markFailed(ctx, jobID, false)
+}
+
+// markFailed marks the pending shards of a failed wp job (see Fail); force
+// marks them even when failMarked says it was done.
+func (st *Store) markFailed(ctx context.Context, jobID string, force bool) error {
 	j, err := st.getJob(ctx, jobID)
 	if err != nil {
 		return err
 	}
-	if j.legacy || getBool(j.raw, attrFailMarked) {
+	if j.legacy || (!force && getBool(j.raw, attrFailMarked)) {
 		return nil
 	}
 	keys, err := st.pendingShards(ctx, j)
 	if err != nil {
 		return err
 	}
-	ctx2, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	work := make(chan string)
-	var wg sync.WaitGroup
-	for w := 0; w < min(batchWorkers, len(keys)); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range work {
-				_, err := st.db.UpdateItem(ctx2, &ddb.UpdateItemInput{
-					TableName:                 aws.String(st.table),
-					Key:                       key(k),
-					UpdateExpression:          aws.String("SET #f = :t"),
-					ConditionExpression:       aws.String("attribute_exists(#parts)"),
-					ExpressionAttributeNames:  names(attrFailed, attrParts),
-					ExpressionAttributeValues: item{":t": boolean(true)},
-				})
-				if err != nil && !isCondFailed(err) {
-					cancel(st.wrap("mark shard "+k+" failed", err))
-					return
-				}
-			}
-		}()
-	}
-feed:
-	for _, k := range keys {
-		select {
-		case work <- k:
-		case <-ctx2.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	if err := context.Cause(ctx2); err != nil {
+	if err := st.updateShards(ctx, keys, "SET #f = :t", "attribute_exists(#parts)", names(attrFailed, attrParts), item{":t": boolean(true)}); err != nil {
 		return fmt.Errorf("run it again to finish: %w", err)
 	}
 	_, err = st.updateJob(ctx, "fail job", jobID, "SET #fm = :t", "", map[string]string{"#fm": attrFailMarked}, item{":t": boolean(true)})
 	return err
 }
 
-// ClaimReduce sets claimToken and claimExp on condition that the job has
-// not failed, no live claim exists, and for a wp job that no group is
-// pending and wp has not recorded the reduce (wpReduceSent, or reduceSent
-// on a job of layout 1), for a legacy job that no part is pending and
-// neither library recorded it (reduceSent, metadata.reduce_message_sent).
-// The legacy libraries' flags are not read on a wp job: an old worker that
-// set one took the job for its own (see the package comment). One
-// conditional write, whatever the job.
+// ClaimReduce sets claimToken and claimExp on condition that no live
+// claim exists, and for a wp job that wp has not recorded the reduce
+// (wpReduceSent, or reduceSent on a job of layout 1) and either no group is
+// pending and the job has not failed, or it has failed and was created with
+// wpReduceOnFailure; for a legacy job that it has not failed, no part is
+// pending and neither library recorded the reduce (reduceSent,
+// metadata.reduce_message_sent). The legacy libraries' flags are not read
+// on a wp job: an old worker that set one took the job for its own (see the
+// package comment). One conditional write, whatever the job.
 func (st *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (string, bool, error) {
 	tok := uuid.NewString()
-	nm := names(attrWP, attrParts, attrGroups, attrError, attrReduceSent, attrWPReduceSent, attrMetadata, attrClaimExp, attrClaimToken)
+	nm := names(attrWP, attrParts, attrGroups, attrError, attrReduceSent, attrWPReduceSent, attrMetadata, attrClaimExp, attrClaimToken, attrROF)
 	nm["#rms"] = pyReduceSentKey
 	now := st.nowMS()
 	ok, err := st.updateJob(ctx, "claim reduce", jobID,
 		"SET #claimToken = :tok, #claimExp = :exp",
-		" AND attribute_not_exists(#error) AND (attribute_not_exists(#claimExp) OR #claimExp <= :now)"+
-			" AND ((attribute_exists(#wp) AND attribute_not_exists(#groups)"+
+		" AND (attribute_not_exists(#claimExp) OR #claimExp <= :now)"+
+			" AND ((attribute_exists(#wp)"+
 			" AND (attribute_not_exists(#wpReduceSent) OR #wpReduceSent = :f)"+
-			" AND (#wp <> :one OR attribute_not_exists(#reduceSent) OR #reduceSent = :f))"+
-			" OR (attribute_not_exists(#wp) AND attribute_not_exists(#parts)"+
+			" AND (#wp <> :one OR attribute_not_exists(#reduceSent) OR #reduceSent = :f)"+
+			" AND ((attribute_not_exists(#error) AND attribute_not_exists(#groups))"+
+			" OR (attribute_exists(#error) AND #wpReduceOnFailure = :t)))"+
+			" OR (attribute_not_exists(#wp) AND attribute_not_exists(#error) AND attribute_not_exists(#parts)"+
 			" AND (attribute_not_exists(#reduceSent) OR #reduceSent = :f)"+
 			" AND (attribute_not_exists(#metadata.#rms) OR #metadata.#rms <> :t)))",
 		nm, item{":tok": str(tok), ":exp": num(now + lease.Milliseconds()), ":f": boolean(false), ":t": boolean(true),
