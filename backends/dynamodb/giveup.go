@@ -2,14 +2,17 @@ package dynamodb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 	"github.com/google/uuid"
 
 	"github.com/wp-tools/wp/backends"
@@ -148,24 +151,39 @@ func (st *Store) GiveUp(ctx context.Context, jobID string, part int64, info back
 // 4. emptied: that write emptied shard s.
 func (st *Store) gaveUp(ctx context.Context, jobID string, part int64, info backends.GiveUpInfo, emptied bool, s int64) (backends.Completion, error) {
 	var c backends.Completion
-	if _, err := st.db.PutItem(ctx, &ddb.PutItemInput{
+	// The part has ended: whatever fails below, the emptied shard is
+	// still propagated, so that the job can end.
+	_, detailsErr := st.db.PutItem(ctx, &ddb.PutItemInput{
 		TableName: aws.String(st.table),
 		Item:      detailsItem(jobID, part, info),
-	}); err != nil {
-		return c, st.wrap("record the details of the given-up part", err)
+	})
+	failed, j, countErr := st.countGivenUp(ctx, jobID, part)
+	if tooLarge(countErr) {
+		// The index is full (about 60,000 parts): no tolerance that
+		// large is useful, and the job cannot count more.
+		failed, countErr = st.failJob(ctx, jobID, fmt.Sprintf("more parts given up than a DynamoDB job item can list (part %d was the first not counted)", part), true)
 	}
-	failed, j, err := st.countGivenUp(ctx, jobID, part)
-	if err != nil {
-		return c, err
+	if j != nil {
+		c.ReduceSent = j.reduceSent
 	}
-	c.Failed, c.ReduceSent = failed, j.reduceSent
+	c.Failed = failed
 	if emptied {
+		var err error
 		c.Finisher, c.Done, err = st.propagate(ctx, jobID, s)
 		if err != nil {
 			return c, err
 		}
 	}
-	return c, nil
+	if detailsErr != nil {
+		return c, st.wrap("record the details of the given-up part", detailsErr)
+	}
+	return c, countErr
+}
+
+// tooLarge reports whether err is DynamoDB refusing an item past 400 KB.
+func tooLarge(err error) bool {
+	var ae smithy.APIError
+	return err != nil && errors.As(err, &ae) && ae.ErrorCode() == "ValidationException" && strings.Contains(ae.ErrorMessage(), "size")
 }
 
 // countGivenUp adds part to the job item's wpGivenUp set and fails the job
