@@ -211,7 +211,9 @@
 //     retry, counted but no longer given up (GivenUp lists only what the
 //     shards hold as given up; the count stays one too high). It holds at
 //     most about 60,000 part ids (the 400 KB item), far past any useful
-//     tolerance.
+//     tolerance; a give-up it has no room for fails the job, saying so.
+//     Whatever write of a give-up fails after the shard's, the emptied
+//     shard is still propagated, so the job can end.
 //   - A later Complete of a given-up part fails the hot path's condition;
 //     the rare path reads the shard and converts the part: "DELETE gu :p"
 //     on condition contains(gu, :p) (exactly once, against a Retry or
