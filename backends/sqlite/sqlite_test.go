@@ -473,8 +473,15 @@ func helperMain() int {
 	io.Copy(io.Discard, os.Stdin) // wait for the parent's go
 	start := time.Now()
 	var finishers, firsts, dups int64
+	giveUp := env("HELPER") == "giveup" // parts p%3 == 0 are given up
 	for _, p := range parts {
-		c, err := st.Complete(ctx, env("JOB"), p)
+		var c backends.Completion
+		var err error
+		if giveUp && p%3 == 0 {
+			c, err = st.GiveUp(ctx, env("JOB"), p, backends.GiveUpInfo{ExitCode: 1, ReceiveCount: 10})
+		} else {
+			c, err = st.Complete(ctx, env("JOB"), p)
+		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "helper %d: %v\n", worker, err)
 			return 1
@@ -589,6 +596,38 @@ func TestMultiProcess_ExactlyOnce(t *testing.T) {
 	}
 	if left != 0 {
 		t.Errorf("Pending lists %d parts after every part was completed", left)
+	}
+}
+
+// TestMultiProcess_GiveUp: as TestMultiProcess_ExactlyOnce, with a third
+// of the parts given up instead of completed by every process: exactly one
+// call over all processes, Complete or GiveUp, is the finisher, and each
+// part ends exactly once.
+func TestMultiProcess_GiveUp(t *testing.T) {
+	const total, procs = 600, 6
+	ctx := context.Background()
+	st, path := openTemp(t)
+	if err := st.CreateJob(ctx, backends.Job{ID: "mpg", Total: total, Tolerance: backends.Tolerance{Percent: true, BasisPoints: 10000}}); err != nil {
+		t.Fatal(err)
+	}
+	res := release(t, startHelperMode(t, "giveup", path, "mpg", total, procs, false))
+	var finishers, firsts int64
+	for _, r := range res {
+		finishers += r.finishers
+		firsts += r.firsts
+	}
+	if got, want := finishers, int64(1); got != want {
+		t.Errorf("finishers over %d processes = %d, want exactly %d", procs, got, want)
+	}
+	if got, want := firsts, int64(total); got != want {
+		t.Errorf("first events over all processes = %d, want %d (each part ended once)", got, want)
+	}
+	s, err := st.Status(ctx, "mpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Remaining != 0 || s.GivenUp != total/3 || s.State() != backends.StateComplete {
+		t.Errorf("status after all processes = %+v, want complete with %d given up", s, total/3)
 	}
 }
 
