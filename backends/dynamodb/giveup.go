@@ -116,7 +116,7 @@ func (st *Store) GiveUp(ctx context.Context, jobID string, part int64, info back
 		return c, err
 	}
 	if part < 0 || part >= j.total {
-		return c, fmt.Errorf("parts 0 to %d: %w", j.total-1, backends.ErrPartRange)
+		return c, fmt.Errorf("%w (parts 0 to %d)", backends.ErrPartRange, j.total-1)
 	}
 	c.Duplicate = true
 	c.Done = !j.groupsLeft
@@ -141,7 +141,7 @@ func (st *Store) GiveUp(ctx context.Context, jobID string, part int64, info back
 			// Pending after all: Retry moved it back since step 1 was
 			// refused, or the shard is marked failed while the job is
 			// being revived. The queue delivers the part again.
-			return backends.Completion{}, fmt.Errorf("part %d was made pending again while it was given up (wp retry is running): try again", part)
+			return backends.Completion{}, errors.New("the part was made pending again while it was being given up (a wp retry is running): try again")
 		}
 	}
 	return c, nil
@@ -200,14 +200,14 @@ func (st *Store) countGivenUp(ctx context.Context, jobID string, part int64) (fa
 		ReturnValues:              types.ReturnValueAllNew,
 	})
 	if isCondFailed(err) {
-		return false, nil, fmt.Errorf("job %s: %w", jobID, backends.ErrNotFound)
+		return false, nil, backends.ErrNotFound
 	}
 	if err != nil {
 		return false, nil, st.wrap("count the given-up part on the job item", err)
 	}
 	j, ok := parseJob(out.Attributes)
 	if !ok {
-		return false, nil, fmt.Errorf("job %s: %w", jobID, backends.ErrNotFound)
+		return false, nil, backends.ErrNotFound
 	}
 	n := nsLen(j.raw, attrGivenUp)
 	if n <= j.tolLimit || j.failed {
@@ -231,7 +231,7 @@ func (st *Store) giveUpLegacy(ctx context.Context, j *jobItem, part int64, info 
 		lo, hi = first, first+j.total-1
 	}
 	if part < lo || part > hi {
-		return c, fmt.Errorf("parts %d to %d: %w", lo, hi, backends.ErrPartRange)
+		return c, fmt.Errorf("%w (parts %d to %d)", backends.ErrPartRange, lo, hi)
 	}
 	update := "DELETE #parts :p ADD #wpGivenUp :p, #guv :one"
 	nm := withName(names(attrParts, attrGivenUp, attrError), "#guv", attrGivenUpVer)
@@ -286,7 +286,7 @@ func (st *Store) giveUpLegacy(ctx context.Context, j *jobItem, part int64, info 
 		return c, backends.ErrJobFailed
 	}
 	if first, known := st.firstPart(ctx, j2); known && (part < first || part >= first+j2.total) {
-		return c, fmt.Errorf("parts %d to %d: %w", first, first+j2.total-1, backends.ErrPartRange)
+		return c, fmt.Errorf("%w (parts %d to %d)", backends.ErrPartRange, first, first+j2.total-1)
 	}
 	c.Duplicate = true
 	c.Done = nsLen(j2.raw, attrParts) == 0
@@ -313,7 +313,7 @@ func (st *Store) convert(ctx context.Context, jobID string, part int64, counted 
 	deadline := time.Now().Add(retryLease + st.repairAfter + 5*time.Second)
 	wait := func() error {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("part %d stayed given up but uncounted, or held by a wp retry, too long", part)
+			return errors.New("the part stayed given up but uncounted, or held by a wp retry, too long")
 		}
 		return sleep(ctx, retryWaitStep)
 	}
@@ -689,7 +689,7 @@ func (st *Store) revive(ctx context.Context, j *jobItem) error {
 			return err
 		}
 		if err := st.updateShards(ctx, keys, "REMOVE #f", "attribute_exists(#f)", names(attrFailed), nil); err != nil {
-			return fmt.Errorf("revive job %s (run wp retry again to finish): %w", j.id, err)
+			return fmt.Errorf("revive the job (run wp retry again to finish): %w", err)
 		}
 	}
 	ok, err := st.updateJob(ctx, "revive", j.id, "REMOVE #error, #wpTolFailed, #failMarked",
@@ -749,7 +749,7 @@ func (st *Store) retryLegacy(ctx context.Context, j *jobItem, want []int64) ([]i
 			return nil, backends.ErrJobFailed
 		}
 	}
-	return nil, fmt.Errorf("job %s keeps changing: run wp retry again", j.id)
+	return nil, errors.New("the job keeps changing: run wp retry again")
 }
 
 // convertLegacy turns a given-up part of a legacy job into a completed one:
