@@ -80,7 +80,20 @@ func parseDetails(it item) backends.GiveUpInfo {
 // Anything unusual makes step 1's condition fail, and the job item is read
 // to tell which, as in Complete.
 func (st *Store) GiveUp(ctx context.Context, jobID string, part int64, info backends.GiveUpInfo) (backends.Completion, error) {
-	var c backends.Completion
+	// A part that a wp retry moved back to pending while this call looked
+	// at it is given up by going round once more, as in Complete.
+	for attempt := 0; ; attempt++ {
+		c, again, err := st.giveUp(ctx, jobID, part, info)
+		if !again {
+			return c, err
+		}
+		if attempt == 2 {
+			return backends.Completion{}, errors.New("the part was made pending again while it was being given up (a wp retry is running): try again")
+		}
+	}
+}
+
+func (st *Store) giveUp(ctx context.Context, jobID string, part int64, info backends.GiveUpInfo) (c backends.Completion, again bool, err error) {
 	s, off := part/shardSize, part%shardSize
 	if part >= 0 {
 		out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
@@ -94,29 +107,31 @@ func (st *Store) GiveUp(ctx context.Context, jobID string, part int64, info back
 		})
 		if err == nil {
 			_, left := out.Attributes[attrParts]
-			return st.gaveUp(ctx, jobID, part, info, !left, s)
+			c, err := st.gaveUp(ctx, jobID, part, info, !left, s)
+			return c, false, err
 		}
 		if !isCondFailed(err) {
-			return c, st.wrap("update shard", err)
+			return c, false, st.wrap("update shard", err)
 		}
 	}
 	// The rare path: find out why the part was not pending.
 	j, err := st.getJob(ctx, jobID)
 	if err != nil {
-		return c, err
+		return c, false, err
 	}
 	if j.failed {
-		return c, backends.ErrJobFailed
+		return c, false, backends.ErrJobFailed
 	}
 	c.ReduceSent = j.reduceSent
 	if j.legacy {
-		return st.giveUpLegacy(ctx, j, part, info)
+		c, err := st.giveUpLegacy(ctx, j, part, info)
+		return c, false, err
 	}
 	if err := checkLayout(j); err != nil {
-		return c, err
+		return c, false, err
 	}
 	if part < 0 || part >= j.total {
-		return c, fmt.Errorf("%w (parts 0 to %d)", backends.ErrPartRange, j.total-1)
+		return c, false, fmt.Errorf("%w (parts 0 to %d)", backends.ErrPartRange, j.total-1)
 	}
 	c.Duplicate = true
 	c.Done = !j.groupsLeft
@@ -128,23 +143,23 @@ func (st *Store) GiveUp(ctx context.Context, jobID string, part int64, info back
 	if !nsContains(j.raw, attrGivenUp, part) {
 		sh, err := st.getItem(ctx, shardKey(jobID, s), "#gu, #parts, #t", names(attrGU, attrParts, attrT))
 		if err != nil {
-			return c, err
+			return c, false, err
 		}
 		t, _ := getNum(sh, attrT)
 		if nsContains(sh, attrGU, off) && st.nowMS()-t >= st.repairAfter.Milliseconds() {
 			failed, _, err := st.countGivenUp(ctx, jobID, part)
 			if err != nil {
-				return c, err
+				return c, false, err
 			}
 			c.Failed = failed
 		} else if nsContains(sh, attrParts, off) {
 			// Pending after all: Retry moved it back since step 1 was
-			// refused, or the shard is marked failed while the job is
-			// being revived. The queue delivers the part again.
-			return backends.Completion{}, errors.New("the part was made pending again while it was being given up (a wp retry is running): try again")
+			// refused (or the shard is marked failed while the job is
+			// being revived): try again.
+			return c, true, nil
 		}
 	}
-	return c, nil
+	return c, false, nil
 }
 
 // gaveUp finishes a GiveUp whose shard write (step 1) succeeded: steps 2 to
