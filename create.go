@@ -25,8 +25,9 @@ func createCommand() *cli.Command {
 		Description: `Reads parts from stdin: one JSON object a line (NDJSON), blank lines skipped.
 Part ids are 0..N-1 in input order. The whole input is validated before
 anything is written: a line that is not a JSON object, uses the reserved keys
-jobid or partid, or would make a message over 256 KiB is reported with its
-line number, and no job is created and nothing is published.
+jobid or partid, has two fields that become one WP_PART_ variable (my-url and
+my_url), or would make a message over 256 KiB is reported with its line
+number, and no job is created and nothing is published.
 
 Each part is published to the SNS topic with Subject=map and body
 {"jobid": ..., "partid": N, <the part's own fields>}. When every message is

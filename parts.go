@@ -13,6 +13,8 @@ import (
 	"os"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/wp-tools/wp/internal/worker"
 )
 
 // maxMessageBytes is SNS's limit on a message body (256 KiB).
@@ -107,6 +109,9 @@ func checkPart(b []byte) (map[string]json.RawMessage, error) {
 		if _, ok := fields[k]; ok {
 			return nil, fmt.Errorf("uses the reserved key %q (wp adds jobid and partid to each part)", k)
 		}
+	}
+	if err := worker.CheckPartFields(fields); err != nil {
+		return nil, fmt.Errorf("%v: rename one of them", err)
 	}
 	return fields, nil
 }

@@ -50,7 +50,9 @@ stdout and stderr passed through and the environment inherited, plus:
 
    WP_JOB_ID, WP_PART_ID, WP_SUBJECT
    WP_PART_<FIELD>   each top-level string, number or boolean field of the part
-                     (upper-cased; characters other than A-Z, 0-9 and _ become _)
+                     (upper-cased; characters other than A-Z, 0-9 and _ become _);
+                     WP_PART_ID is always the part number: a field "id" is
+                     WP_PART_FIELD_ID. Every field is in Message.
    WP_METADATA       (reduce) the job's metadata as JSON
 
 Subject=map:
