@@ -99,6 +99,9 @@ func checkPart(b []byte) (map[string]json.RawMessage, error) {
 		return nil, errors.New("contains a NUL byte")
 	}
 	if b[0] != '{' {
+		if !json.Valid(b) {
+			return nil, fmt.Errorf("not JSON: %q (a part is one JSON object a line, e.g. {\"url\": \"s3://...\"})", truncateBytes(b, 40))
+		}
 		return nil, fmt.Errorf("not a JSON object (a part is one JSON object a line, e.g. {\"url\": \"s3://...\"}; found %s)", jsonKind(b))
 	}
 	var fields map[string]json.RawMessage

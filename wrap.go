@@ -75,6 +75,8 @@ status (128+N if CMD was killed by signal N, or if it exited 0 after the signal)
 Exit codes:
    CMD's own code  as above (128+N when CMD was killed by signal N)
    0    the part was skipped (job failed) or already complete
+   2    wrong command line, or a bad value in a flag's env var (WP_GRACE,
+        WP_REDUCE_LEASE, WP_FAIL_JOB_ON): CMD is not run; watchbot retries
    3    the message can never succeed (no Message, not JSON, bad jobid or
         partid, no such job): watchbot drops it
    75   the store or SNS could not be reached, before CMD ran (CMD is then not
