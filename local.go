@@ -236,6 +236,7 @@ func localAction(c *cli.Context) error {
 			ReduceLease: defaultReduceLease,
 			MaxReceives: c.Int("retries") + 1,
 			Log:         partLog,
+			Retry:       "wp local runs it again while --retries allows, else wp local --resume does",
 		}),
 	}
 	l.out = display.NewOutput(c.App.Writer, c.App.ErrWriter)
