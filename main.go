@@ -279,6 +279,8 @@ PROGRESS STORES (--progress URL, env WP_PROGRESS):
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
+			// The AWS SDK logs through slog.Default (internal/awslog).
+			slog.SetDefault(lg)
 			to, err := parseStoreTimeout()
 			c.App.Metadata = map[string]any{"logger": lg, "storeTimeout": to, "storeTimeoutErr": err}
 			return nil
