@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/wp-tools/wp/backends"
 	"github.com/wp-tools/wp/internal/snsfake"
 	"github.com/wp-tools/wp/internal/testservers"
 )
@@ -45,7 +48,43 @@ func TestScripts(t *testing.T) {
 		RequireExplicitExec: true,
 		Setup:               setupScript,
 		Cmds:                scriptCmds,
+		Condition:           scriptCondition,
 	})
+}
+
+// scriptCondition answers [digest]: the SQLite store keeps a job's input
+// digest (backends.Job.Digest), which wp create compares on a re-run.
+func scriptCondition(cond string) (bool, error) {
+	switch cond {
+	case "digest":
+		digestOnce.Do(func() { digestKept = probeDigest() })
+		return digestKept, nil
+	}
+	return false, fmt.Errorf("unknown condition %q", cond)
+}
+
+var (
+	digestOnce sync.Once
+	digestKept bool
+)
+
+func probeDigest() bool {
+	dir, err := os.MkdirTemp("", "wp-digest-probe-")
+	if err != nil {
+		return false
+	}
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	st, err := backends.Open(ctx, "sqlite://"+filepath.Join(dir, "p.db"), 10*time.Second)
+	if err != nil {
+		return false
+	}
+	defer st.Close()
+	if err := st.CreateJob(ctx, backends.Job{ID: "probe", Total: 1, Digest: "sha256:probe"}); err != nil {
+		return false
+	}
+	s, err := st.Status(ctx, "probe")
+	return err == nil && s.Digest == "sha256:probe"
 }
 
 func setupScript(env *testscript.Env) error {
@@ -90,6 +129,8 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	// sns dump SUBJECT: print their bodies, sorted, one a line.
 	// sns fail N: answer the next N requests with HTTP 500.
 	// sns failsubject SUBJECT: answer every request carrying SUBJECT with 500.
+	// sns failentries REGEXP: fail every batch entry whose body matches.
+	// sns wait SUBJECT N: wait until N messages with SUBJECT were published.
 	// sns heal: clear the faults, keep the messages.
 	// sns reset: forget every message and fault.
 	"sns": cmdSNS,
@@ -169,7 +210,25 @@ func cmdSNS(ts *testscript.TestScript, neg bool, args []string) {
 		s.FailNext(n, 500)
 	case "failsubject":
 		s.FailSubject(args[1])
+	case "failentries":
+		// sns failentries REGEXP: answer every batch entry whose body
+		// matches with a server error (retried, then given up on).
+		re, err := regexp.Compile(args[1])
+		ts.Check(err)
+		s.FailEntries(func(_, body string) bool { return re.MatchString(body) })
+	case "wait":
+		// sns wait SUBJECT N: wait up to 20s for N messages of SUBJECT.
+		n, err := strconv.Atoi(args[2])
+		ts.Check(err)
+		deadline := time.Now().Add(20 * time.Second)
+		for s.Count(args[1]) < n {
+			if time.Now().After(deadline) {
+				ts.Fatalf("%d messages with Subject=%s after 20s, want %d", s.Count(args[1]), args[1], n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	case "heal":
+		s.FailEntries(nil)
 		s.FailSubject("")
 		s.FailNext(0, 0)
 	case "reset":
