@@ -105,3 +105,12 @@ func tellRerun(c *cli.Context, lg *slog.Logger, msg, how, cmd string, attrs ...a
 	lg.Error(msg, attrs...)
 	fmt.Fprintf(c.App.ErrWriter, "wp: %s:\n  %s\n", how, cmd)
 }
+
+// localResume is the wp local command line that resumes job id: --resume,
+// extra, the flags of this run that still apply (-j, --retries, ...), the
+// store when it is not the default, then -- CMD.
+func localResume(c *cli.Context, id string, argv []string, extra ...string) string {
+	words := append([]string{"wp", "local", "--resume", shellQuote(id)}, extra...)
+	words = append(words, rerunFlags(c, "resume", "jobid", "metadata", "tolerate", "reduce-on-failure", "retry-given-up")...)
+	return strings.Join(append(words, "--", shellJoin(argv)), " ")
+}
