@@ -185,11 +185,13 @@ func isUsageError(err error) bool {
 }
 
 // versionString is what --version prints: the release's version, commit
-// and date (goreleaser's ldflags), or else what the Go toolchain recorded
-// in the binary: the module version of a `go install ...@vX`, and the VCS
-// commit and time of a `go build` in a checkout.
+// and build date (goreleaser's ldflags), or else what the Go toolchain
+// recorded in the binary: the module version of a `go install ...@vX` (or
+// the pseudo-version of a `go build` in a checkout), and the VCS commit and
+// its time, with "+changes" when the tree had uncommitted changes.
 func versionString() string {
 	v, c, d := version, commit, date
+	when := "built"
 	modified := false
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
@@ -206,7 +208,7 @@ func versionString() string {
 				}
 			case "vcs.time":
 				if d == "" {
-					d = s.Value
+					d, when = s.Value, "committed"
 				}
 			case "vcs.modified":
 				modified = s.Value == "true" && commit == ""
@@ -219,7 +221,7 @@ func versionString() string {
 			v += "+changes"
 		}
 		if d != "" {
-			v += ", built " + d
+			v += ", " + when + " " + d
 		}
 		v += ")"
 	}
