@@ -150,6 +150,10 @@ func main() {
 // one place where errors become exit codes.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
+	if len(args) > 1 && args[1] == "__complete" { // the completion scripts
+		printCompletions(app, args[2:], stdout)
+		return exitOK
+	}
 	err := app.Run(flagsFirst(app, args))
 	if err == nil {
 		return exitOK
