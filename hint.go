@@ -99,7 +99,7 @@ func stdinPath(r io.Reader) string {
 // line after "wp: HOW:"; JSON logs carry it as the line's "rerun".
 func tellRerun(c *cli.Context, lg *slog.Logger, msg, how, cmd string, attrs ...any) {
 	if c.String("log-format") == "json" {
-		lg.Error(msg+"; "+how, append(attrs, "rerun", cmd)...)
+		lg.Error(msg+"; "+how+" the command in rerun", append(attrs, "rerun", cmd)...)
 		return
 	}
 	lg.Error(msg, attrs...)
