@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/wp-tools/wp/backends"
 	"github.com/wp-tools/wp/internal/snsfake"
 	"github.com/wp-tools/wp/internal/testservers"
 )
@@ -48,43 +46,7 @@ func TestScripts(t *testing.T) {
 		RequireExplicitExec: true,
 		Setup:               setupScript,
 		Cmds:                scriptCmds,
-		Condition:           scriptCondition,
 	})
-}
-
-// scriptCondition answers [digest]: the SQLite store keeps a job's input
-// digest (backends.Job.Digest), which wp create compares on a re-run.
-func scriptCondition(cond string) (bool, error) {
-	switch cond {
-	case "digest":
-		digestOnce.Do(func() { digestKept = probeDigest() })
-		return digestKept, nil
-	}
-	return false, fmt.Errorf("unknown condition %q", cond)
-}
-
-var (
-	digestOnce sync.Once
-	digestKept bool
-)
-
-func probeDigest() bool {
-	dir, err := os.MkdirTemp("", "wp-digest-probe-")
-	if err != nil {
-		return false
-	}
-	defer os.RemoveAll(dir)
-	ctx := context.Background()
-	st, err := backends.Open(ctx, "sqlite://"+filepath.Join(dir, "p.db"), 10*time.Second)
-	if err != nil {
-		return false
-	}
-	defer st.Close()
-	if err := st.CreateJob(ctx, backends.Job{ID: "probe", Total: 1, Digest: "sha256:probe"}); err != nil {
-		return false
-	}
-	s, err := st.Status(ctx, "probe")
-	return err == nil && s.Digest == "sha256:probe"
 }
 
 func setupScript(env *testscript.Env) error {
