@@ -242,6 +242,7 @@ func localAction(c *cli.Context) error {
 			MaxReceives: c.Int("retries") + 1,
 			Log:         partLog,
 			Retry:       "wp local runs it again while --retries allows, else wp local --resume does",
+			Last:        "its last attempt (--retries)",
 		}),
 	}
 	l.out = display.NewOutput(c.App.Writer, c.App.ErrWriter)

@@ -152,6 +152,10 @@ type Options struct {
 	// wp run's (watchbot retries it); wp local, which has no message, says
 	// what it does instead.
 	Retry string
+	// Last names a part's last delivery in the log lines. The default,
+	// "its last receive (the queue makes no more)", is wp run's; wp local
+	// speaks of its attempts.
+	Last string
 }
 
 // Runner handles deliveries against one store.
@@ -174,6 +178,9 @@ func New(store *backends.Store, pub Publisher, opt Options) *Runner {
 	}
 	if opt.Retry == "" {
 		opt.Retry = "the message will be retried"
+	}
+	if opt.Last == "" {
+		opt.Last = "its last receive (the queue makes no more)"
 	}
 	return &Runner{store: store, pub: pub, opt: opt}
 }
@@ -289,21 +296,21 @@ func (r *Runner) giveUp(ctx context.Context, lg *slog.Logger, job backends.Statu
 	comp, err := r.store.GiveUp(ctx, m.JobID, m.Part, info)
 	switch {
 	case errors.Is(err, backends.ErrJobFailed):
-		lg.Warn("the part failed on its last receive, but the job has failed meanwhile: nothing recorded")
+		lg.Warn("the part failed on " + r.opt.Last + ", but the job has failed meanwhile: nothing recorded")
 		return res
 	case err != nil:
-		lg.Error("the part failed on its last receive, and giving it up could not be recorded: it stays pending", "error", err.Error(), "receive_count", d.ReceiveCount)
+		lg.Error("the part failed on "+r.opt.Last+", and giving it up could not be recorded: it stays pending", "error", err.Error(), "receive_count", d.ReceiveCount)
 		return res
 	}
 	res.Outcome = GaveUp
 	switch {
 	case comp.Duplicate:
-		lg.Warn("the part failed on its last receive; it was already given up or complete", "receive_count", d.ReceiveCount)
+		lg.Warn("the part failed on "+r.opt.Last+"; it was already given up or complete", "receive_count", d.ReceiveCount)
 	case comp.Failed:
 		res.JobFailed = true
 		lg.Error("part given up, and the job has failed: more parts given up than it tolerates; later parts will be skipped", "receive_count", d.ReceiveCount)
 	default:
-		lg.Error("part given up: it failed on the last receive the queue makes", "receive_count", d.ReceiveCount, "max_receives", r.opt.MaxReceives)
+		lg.Error("part given up: it failed on "+r.opt.Last, "receive_count", d.ReceiveCount, "max_receives", r.opt.MaxReceives)
 	}
 	if comp.Failed && job.ReduceOnFailure {
 		r.EnsureReduce(ctx, lg, m.JobID, job.Metadata, false)
