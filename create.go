@@ -256,12 +256,7 @@ func createRerun(c *cli.Context, o jobOptions) string {
 	if !sameJSON(o.metadata, nil) {
 		words = append(words, "--metadata", shellQuote(string(o.metadata)))
 	}
-	words = append(words, "--topic", shellQuote(c.String("topic")))
-	if p := stdinPath(c.App.Reader); p != "" {
-		words = append(words, "<", shellQuote(p))
-	} else {
-		words = append(words, "<", "PARTS")
-	}
+	words = append(words, "--topic", shellQuote(c.String("topic")), "<", inputArg(c))
 	return strings.Join(words, " ")
 }
 

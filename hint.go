@@ -114,3 +114,23 @@ func localResume(c *cli.Context, id string, argv []string, extra ...string) stri
 	words = append(words, rerunFlags(c, "resume", "jobid", "metadata", "tolerate", "reduce-on-failure", "retry-given-up")...)
 	return strings.Join(append(words, "--", shellJoin(argv)), " ")
 }
+
+// retryRerun is the wp retry command line that publishes the pending parts
+// of job id: --pending, the flags of this run that still apply (--force,
+// --concurrency), the store when it is not the default, the topic and the
+// same input.
+func retryRerun(c *cli.Context, id string) string {
+	words := []string{"wp", "retry", shellQuote(id), "--pending"}
+	words = append(words, rerunFlags(c, "given-up", "pending", "dry-run", "topic")...)
+	words = append(words, "--topic", shellQuote(c.String("topic")), "<", inputArg(c))
+	return strings.Join(words, " ")
+}
+
+// inputArg is the file stdin was redirected from, quoted, or PARTS when
+// stdin was not a file (the user gives the same input again).
+func inputArg(c *cli.Context) string {
+	if p := stdinPath(c.App.Reader); p != "" {
+		return shellQuote(p)
+	}
+	return "PARTS"
+}
