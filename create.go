@@ -6,6 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -25,18 +30,23 @@ func createCommand() *cli.Command {
 		Description: `Reads parts from stdin: one JSON object a line (NDJSON), blank lines skipped.
 Part ids are 0..N-1 in input order. The whole input is validated before
 anything is written: a line that is not a JSON object, uses the reserved keys
-jobid or partid, or would make a message over 256 KiB is reported with its
-line number, and no job is created and nothing is published.
+jobid or partid, has two fields that become one WP_PART_ variable (my-url and
+my_url), or would make a message over 256 KiB is reported with its line
+number, and no job is created and nothing is published.
 
 Each part is published to the SNS topic with Subject=map and body
 {"jobid": ..., "partid": N, <the part's own fields>}. When every message is
 published, the job id is printed alone on stdout.
 
-If publishing fails part way, wp exits non-zero and says how many parts were
-published; re-running with --jobid and the same input is safe (the job is kept,
-parts are published again, and duplicate map messages are harmless).
+If publishing fails part way, or Ctrl-C or SIGTERM stops it, wp says how many
+parts were published and prints the command that finishes the job, to run as
+printed (the same --jobid, --metadata, store and input; a store password is
+read from WP_PROGRESS, never printed). The job is kept, parts are published
+again, and duplicate map messages are harmless. Another input under the same
+job id is refused: the job records a digest of its input.
 
-Exit codes: 0 published; 1 bad input, store or SNS error; 2 wrong command line.`,
+Exit codes: 0 published; 1 bad input, store or SNS error; 2 wrong command line;
+130, 143 interrupted by SIGINT, SIGTERM.`,
 		Flags: []cli.Flag{
 			jobIDFlag(),
 			metadataFlag(),
@@ -120,6 +130,11 @@ func storeJob(ctx context.Context, c *cli.Context, st *backends.Store, o jobOpti
 	if s.Total != total || !sameJSON(s.Metadata, o.metadata) {
 		return false, fmt.Errorf("job %s already exists with %d parts and metadata %s; this input has %d parts and metadata %s: use another --jobid", o.id, s.Total, orEmpty(s.Metadata), total, o.metadata)
 	}
+	// A job created by an older wp, or another tool, has no digest: it is
+	// taken on its parts and metadata alone, as before.
+	if s.Digest != "" && o.digest != "" && s.Digest != o.digest {
+		return false, fmt.Errorf("job %s already exists with %d parts, but from another input (digest %s; this input's is %s): give the input the job was created from, or use another --jobid", o.id, s.Total, s.Digest, o.digest)
+	}
 	logger(c).Info("job exists with the same parts and metadata: publishing its parts again (duplicate map messages are harmless)", "jobid", o.id, "parts", total, "remaining", s.Remaining)
 	return true, nil
 }
@@ -190,21 +205,68 @@ func createAction(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
+	// From here on the job is (being) stored: Ctrl-C or SIGTERM stops the
+	// publishing and says how far it got and how to finish.
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigc)
 	if _, err := storeJob(ctx, c, st, o, total); err != nil {
 		return err
 	}
 	lg.Debug("job stored", "parts", total)
 
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var sig atomic.Value
+	go func() {
+		select {
+		case s := <-sigc:
+			sig.Store(s)
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
 	bar := display.NewBar(c.App.ErrWriter, "publishing", total)
 	start := time.Now()
-	sent, err := pub.PublishAll(ctx, "map", next, bar.Set)
+	sent, err := pub.PublishAll(pctx, "map", next, bar.Set)
 	bar.Done()
+	if s, _ := sig.Load().(os.Signal); s != nil {
+		tellRerun(c, lg, fmt.Sprintf("interrupted by %s: %d of %d parts published; the job is stored", signalName(s), sent, total),
+			finishHow, createRerun(c, o), "published", sent, "parts", total)
+		return exitCode(exitSignalBase + int(s.(syscall.Signal)))
+	}
 	if err != nil {
-		lg.Error("publishing failed part way; the job is stored, and re-running with --jobid and the same input is safe (duplicate map messages are harmless)",
-			"published", sent, "parts", total, "error", err.Error(), "rerun", "wp create --jobid "+o.id)
+		tellRerun(c, lg, fmt.Sprintf("publishing failed part way: %d of %d parts published; the job is stored", sent, total),
+			finishHow, createRerun(c, o), "published", sent, "parts", total, "error", err.Error())
 		return exitCode(exitError)
 	}
 	lg.Debug("published", "parts", sent, "seconds", time.Since(start).Seconds())
 	fmt.Fprintln(c.App.Writer, o.id)
 	return nil
+}
+
+// finishHow says what the rerun a stopped wp create prints does.
+const finishHow = "finish publishing (the job is kept; its parts are published again, and duplicate map messages are harmless) with"
+
+// createRerun is the wp create command line that finishes publishing job
+// o: the same job id, metadata, store and topic, and the same input.
+func createRerun(c *cli.Context, o jobOptions) string {
+	words := []string{"wp", "create", "--jobid", shellQuote(o.id)}
+	words = append(words, rerunFlags(c, "jobid", "metadata", "topic")...)
+	if !sameJSON(o.metadata, nil) {
+		words = append(words, "--metadata", shellQuote(string(o.metadata)))
+	}
+	words = append(words, "--topic", shellQuote(c.String("topic")), "<", inputArg(c))
+	return strings.Join(words, " ")
+}
+
+// signalName is "SIGINT" for syscall.SIGINT.
+func signalName(s os.Signal) string {
+	switch s {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return s.String()
 }

@@ -620,8 +620,9 @@ wait`, pids, ready, got)
 }
 
 // faultCreateInterrupted: wp create whose publishing fails part way
-// exits non-zero, names the job id and how to resume; re-running with
-// --jobid publishes everything, and the duplicate map messages are harmless.
+// exits non-zero, names the job id and prints the command that finishes it;
+// re-running with --jobid publishes everything, and the duplicate map
+// messages are harmless.
 func faultCreateInterrupted(t *testing.T, wp string) {
 	const n = 200
 	forEachStore(t, wp, func(t *testing.T, e *wpEnv) {
@@ -645,7 +646,7 @@ func faultCreateInterrupted(t *testing.T, wp string) {
 		if r.stdout != "" {
 			t.Errorf("wp create printed %q on stdout after a failure, want nothing", r.stdout)
 		}
-		for _, want := range []string{"jobid=half", "published=", "wp create --jobid half", "re-running with --jobid"} {
+		for _, want := range []string{"jobid=half", "published=", "wp create --jobid half", "finish publishing"} {
 			if !strings.Contains(r.stderr, want) {
 				t.Errorf("wp create's error does not say %q:\n%s", want, r.stderr)
 			}

@@ -45,7 +45,7 @@ func graceFlag(env ...string) cli.Flag {
 }
 
 func jobIDFlag() cli.Flag {
-	return &cli.StringFlag{Name: "jobid", Usage: "job id (default: a new UUID); letters, digits, '.', '_', '-', starting with a letter or digit"}
+	return &cli.StringFlag{Name: "jobid", Usage: "job id (default: a new UUID); 1 to 128 letters, digits, '.', '_', '-', starting with a letter or digit"}
 }
 
 func metadataFlag() cli.Flag {

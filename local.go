@@ -53,7 +53,9 @@ $XDG_STATE_HOME/wp/parts), so an interrupted run resumes with no input:
 runs only the pending parts, then the reduce.
 
 Ctrl-C or SIGTERM forwards the signal to the running commands, waits for
-them, records nothing for the interrupted parts, and prints how to resume.
+them, records nothing for the interrupted parts, and prints how to resume: a
+command that works as printed (the flags given, and the store when it is not
+the default; a store password is read from WP_PROGRESS, never printed).
 
 Exit codes:
    0    every part completed and the reduce exited 0
@@ -215,6 +217,9 @@ func localAction(c *cli.Context) error {
 			return err
 		}
 	} else {
+		if _, err := st.Status(c.Context, o.id); err != nil {
+			return notFound(o.id, err)
+		}
 		if _, err := os.Stat(pp); err != nil {
 			return fmt.Errorf("resume %s: its parts file %s is missing (was the job created by wp local?): %w", o.id, pp, err)
 		}
@@ -236,6 +241,8 @@ func localAction(c *cli.Context) error {
 			ReduceLease: defaultReduceLease,
 			MaxReceives: c.Int("retries") + 1,
 			Log:         partLog,
+			Retry:       "wp local runs it again while --retries allows, else wp local --resume does",
+			Last:        "its last attempt (--retries)",
 		}),
 	}
 	l.out = display.NewOutput(c.App.Writer, c.App.ErrWriter)
@@ -634,16 +641,16 @@ func (l *localRun) finish(start time.Time, reduceCode int) error {
 		"wall", took.String())
 	switch {
 	case l.interrupted.Load():
-		fmt.Fprintf(l.c.App.ErrWriter, "wp: interrupted with %d parts pending; resume with:\n  wp local --resume %s -- %s\n", st.Remaining, l.jobID, shellJoin(l.argv))
+		fmt.Fprintf(l.c.App.ErrWriter, "wp: interrupted with %d parts pending; resume with:\n  %s\n", st.Remaining, localResume(l.c, l.jobID, l.argv))
 		return exitCode(exitInterrupted)
 	case l.jobFailed.Load() || st.Failed:
 		l.log.Error("job failed", "jobid", l.jobID, "reason", st.Error)
 		if st.FailedByTolerance {
-			fmt.Fprintf(l.c.App.ErrWriter, "wp: run the given-up parts again with:\n  wp local --resume %s --retry-given-up -- %s\n", l.jobID, shellJoin(l.argv))
+			fmt.Fprintf(l.c.App.ErrWriter, "wp: run the given-up parts again with:\n  %s\n", localResume(l.c, l.jobID, l.argv, "--retry-given-up"))
 		}
 		return exitCode(exitError)
 	case l.failedParts.Load() > 0 || l.dropped.Load() > 0:
-		fmt.Fprintf(l.c.App.ErrWriter, "wp: %d parts failed after %d retries; run them again with:\n  wp local --resume %s -- %s\n", l.failedParts.Load()+l.dropped.Load(), l.retries, l.jobID, shellJoin(l.argv))
+		fmt.Fprintf(l.c.App.ErrWriter, "wp: %d parts failed after %d retries; run them again with:\n  %s\n", l.failedParts.Load()+l.dropped.Load(), l.retries, localResume(l.c, l.jobID, l.argv))
 		return exitCode(exitError)
 	case reduceCode != 0:
 		l.log.Error("reduce failed", "jobid", l.jobID, "reduce", reduce)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -149,6 +150,10 @@ func main() {
 // one place where errors become exit codes.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
+	if len(args) > 1 && args[1] == "__complete" { // the completion scripts
+		printCompletions(app, args[2:], stdout)
+		return exitOK
+	}
 	err := app.Run(flagsFirst(app, args))
 	if err == nil {
 		return exitOK
@@ -184,11 +189,13 @@ func isUsageError(err error) bool {
 }
 
 // versionString is what --version prints: the release's version, commit
-// and date (goreleaser's ldflags), or else what the Go toolchain recorded
-// in the binary: the module version of a `go install ...@vX`, and the VCS
-// commit and time of a `go build` in a checkout.
+// and build date (goreleaser's ldflags), or else what the Go toolchain
+// recorded in the binary: the module version of a `go install ...@vX` (or
+// the pseudo-version of a `go build` in a checkout), and the VCS commit and
+// its time, with "+changes" when the tree had uncommitted changes.
 func versionString() string {
 	v, c, d := version, commit, date
+	when := "built"
 	modified := false
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
@@ -205,7 +212,7 @@ func versionString() string {
 				}
 			case "vcs.time":
 				if d == "" {
-					d = s.Value
+					d, when = s.Value, "committed"
 				}
 			case "vcs.modified":
 				modified = s.Value == "true" && commit == ""
@@ -218,7 +225,7 @@ func versionString() string {
 			v += "+changes"
 		}
 		if d != "" {
-			v += ", built " + d
+			v += ", " + when + " " + d
 		}
 		v += ")"
 	}
@@ -236,7 +243,7 @@ func appLogger(app *cli.App) *slog.Logger {
 const exitCodesHelp = `EXIT CODES (wp's own; wp run passes its command's code through):
    0    success
    1    error (bad input, no such job, store error)
-   2    wrong command line
+   2    wrong command line, or a bad flag value (typed, or in its env var)
    3    wp run: the message can never succeed; watchbot drops it
    75   wp run: the store or SNS could not be reached, the store is misconfigured
         (bad URL or WP_STORE_TIMEOUT), or another worker holds the reduce claim
@@ -278,6 +285,8 @@ PROGRESS STORES (--progress URL, env WP_PROGRESS):
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
+			// The AWS SDK logs through slog.Default (internal/awslog).
+			slog.SetDefault(lg)
 			to, err := parseStoreTimeout()
 			c.App.Metadata = map[string]any{"logger": lg, "storeTimeout": to, "storeTimeoutErr": err}
 			return nil
@@ -298,7 +307,75 @@ PROGRESS STORES (--progress URL, env WP_PROGRESS):
 		},
 	}
 	app.CustomAppHelpTemplate = cli.AppHelpTemplate
+	app.OnUsageError = oneLineUsage("wp", app.Flags)
+	var walk func(prefix string, cmds []*cli.Command)
+	walk = func(prefix string, cmds []*cli.Command) {
+		for _, cmd := range cmds {
+			name := prefix + " " + cmd.Name
+			if cmd.OnUsageError == nil {
+				cmd.OnUsageError = oneLineUsage(name, cmd.Flags)
+			}
+			walk(name, cmd.Subcommands)
+		}
+	}
+	walk("wp", app.Commands)
 	return app
+}
+
+var (
+	envValueErr  = regexp.MustCompile(`^could not parse "(.*)" as \w+ value from environment variable "(\w+)" for flag ([\w-]+): `)
+	flagValueErr = regexp.MustCompile(`^invalid value "(.*)" for flag -([\w-]+): `)
+	flagErr      = regexp.MustCompile(`^(flag provided but not defined|flag needs an argument): -([\w-]+)$`)
+)
+
+// oneLineUsage turns a flag error urfave/cli found (a bad value typed or
+// taken from a flag's environment variable, an unknown flag) into one line
+// that says which value is wrong and what it should be: a usage error
+// (exit 2), without the help page urfave/cli would print.
+func oneLineUsage(cmd string, flags []cli.Flag) cli.OnUsageErrorFunc {
+	return func(_ *cli.Context, err error, _ bool) error {
+		msg := err.Error()
+		if m := envValueErr.FindStringSubmatch(msg); m != nil {
+			return usageError("%s=%q (the environment variable for --%s): %s", m[2], m[1], m[3], wantValue(flags, m[3]))
+		}
+		if m := flagValueErr.FindStringSubmatch(msg); m != nil {
+			return usageError("%s %q: %s", dashes(m[2]), m[1], wantValue(flags, m[2]))
+		}
+		if m := flagErr.FindStringSubmatch(msg); m != nil {
+			if strings.HasPrefix(m[1], "flag provided") {
+				return usageError("unknown flag %s (%s --help lists the flags)", dashes(m[2]), cmd)
+			}
+			return usageError("%s needs a value (%s --help)", dashes(m[2]), cmd)
+		}
+		return usageError("%s (%s --help)", msg, cmd)
+	}
+}
+
+func dashes(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// wantValue says what a flag's value should look like.
+func wantValue(flags []cli.Flag, name string) string {
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n != name {
+				continue
+			}
+			switch f.(type) {
+			case *cli.DurationFlag:
+				return "want a duration such as 10s, 1m30s or 2m"
+			case *cli.IntFlag, *cli.Int64Flag, *cli.UintFlag:
+				return "want a whole number"
+			case *cli.BoolFlag:
+				return "want true or false"
+			}
+		}
+	}
+	return "not a valid value"
 }
 
 func newLogger(w io.Writer, format string, verbose, quiet bool) (*slog.Logger, error) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -90,6 +91,8 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	// sns dump SUBJECT: print their bodies, sorted, one a line.
 	// sns fail N: answer the next N requests with HTTP 500.
 	// sns failsubject SUBJECT: answer every request carrying SUBJECT with 500.
+	// sns failentries REGEXP: fail every batch entry whose body matches.
+	// sns wait SUBJECT N: wait until N messages with SUBJECT were published.
 	// sns heal: clear the faults, keep the messages.
 	// sns reset: forget every message and fault.
 	"sns": cmdSNS,
@@ -169,7 +172,25 @@ func cmdSNS(ts *testscript.TestScript, neg bool, args []string) {
 		s.FailNext(n, 500)
 	case "failsubject":
 		s.FailSubject(args[1])
+	case "failentries":
+		// sns failentries REGEXP: answer every batch entry whose body
+		// matches with a server error (retried, then given up on).
+		re, err := regexp.Compile(args[1])
+		ts.Check(err)
+		s.FailEntries(func(_, body string) bool { return re.MatchString(body) })
+	case "wait":
+		// sns wait SUBJECT N: wait up to 20s for N messages of SUBJECT.
+		n, err := strconv.Atoi(args[2])
+		ts.Check(err)
+		deadline := time.Now().Add(20 * time.Second)
+		for s.Count(args[1]) < n {
+			if time.Now().After(deadline) {
+				ts.Fatalf("%d messages with Subject=%s after 20s, want %d", s.Count(args[1]), args[1], n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	case "heal":
+		s.FailEntries(nil)
 		s.FailSubject("")
 		s.FailNext(0, 0)
 	case "reset":

@@ -13,6 +13,8 @@ import (
 	"os"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/wp-tools/wp/internal/worker"
 )
 
 // maxMessageBytes is SNS's limit on a message body (256 KiB).
@@ -97,6 +99,9 @@ func checkPart(b []byte) (map[string]json.RawMessage, error) {
 		return nil, errors.New("contains a NUL byte")
 	}
 	if b[0] != '{' {
+		if !json.Valid(b) {
+			return nil, fmt.Errorf("not JSON: %q (a part is one JSON object a line, e.g. {\"url\": \"s3://...\"})", truncateBytes(b, 40))
+		}
 		return nil, fmt.Errorf("not a JSON object (a part is one JSON object a line, e.g. {\"url\": \"s3://...\"}; found %s)", jsonKind(b))
 	}
 	var fields map[string]json.RawMessage
@@ -107,6 +112,9 @@ func checkPart(b []byte) (map[string]json.RawMessage, error) {
 		if _, ok := fields[k]; ok {
 			return nil, fmt.Errorf("uses the reserved key %q (wp adds jobid and partid to each part)", k)
 		}
+	}
+	if err := worker.CheckPartFields(fields); err != nil {
+		return nil, fmt.Errorf("%v: rename one of them", err)
 	}
 	return fields, nil
 }

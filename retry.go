@@ -197,9 +197,9 @@ func retryAction(c *cli.Context) error {
 		sent, err := pub.PublishAll(ctx, "map", chosenNext, bar.Set)
 		bar.Done()
 		if err != nil {
-			lg.Error("publishing failed part way: the parts are pending; publish their messages with wp retry --pending (duplicate map messages are harmless)",
-				"published", sent, "parts", moved+npending, "error", err.Error(),
-				"rerun", fmt.Sprintf("wp retry %s --pending < FILE", id))
+			tellRerun(c, lg, fmt.Sprintf("publishing failed part way: %d of %d parts published; the parts are pending", sent, moved+npending),
+				"publish their messages (duplicate map messages are harmless) with", retryRerun(c, id),
+				"published", sent, "parts", moved+npending, "error", err.Error())
 			return exitCode(exitError)
 		}
 		lg.Info("retried", "given_up", moved, "pending", npending, "published", sent, "seconds", time.Since(start).Seconds())

@@ -50,7 +50,9 @@ stdout and stderr passed through and the environment inherited, plus:
 
    WP_JOB_ID, WP_PART_ID, WP_SUBJECT
    WP_PART_<FIELD>   each top-level string, number or boolean field of the part
-                     (upper-cased; characters other than A-Z, 0-9 and _ become _)
+                     (upper-cased; characters other than A-Z, 0-9 and _ become _);
+                     WP_PART_ID is always the part number: a field "id" is
+                     WP_PART_FIELD_ID. Every field is in Message.
    WP_METADATA       (reduce) the job's metadata as JSON
 
 Subject=map:
@@ -73,6 +75,8 @@ status (128+N if CMD was killed by signal N, or if it exited 0 after the signal)
 Exit codes:
    CMD's own code  as above (128+N when CMD was killed by signal N)
    0    the part was skipped (job failed) or already complete
+   2    wrong command line, or a bad value in a flag's env var (WP_GRACE,
+        WP_REDUCE_LEASE, WP_FAIL_JOB_ON): CMD is not run; watchbot retries
    3    the message can never succeed (no Message, not JSON, bad jobid or
         partid, no such job): watchbot drops it
    75   the store or SNS could not be reached, before CMD ran (CMD is then not

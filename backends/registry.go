@@ -82,7 +82,9 @@ func Redact(rawURL string) string {
 			u.User = url.UserPassword(u.User.Username(), "xxxxx")
 			return u.String()
 		}
-		return u.String()
+		// Nothing to hide: echo it as typed ("sqlite://" stays
+		// "sqlite://", where u.String() would say "sqlite:").
+		return rawURL
 	}
 	// Unparseable: blank out anything between "://" and the last '@'
 	// before the path.

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/wp-tools/wp/backends"
+	"github.com/wp-tools/wp/internal/awslog"
 )
 
 func init() {
@@ -92,6 +93,7 @@ func LoadConfig(ctx context.Context) (aws.Config, error) {
 	cfg, err := config.LoadDefaultConfig(ctx,
 		config.WithHTTPClient(httpClient()),
 		config.WithRetryer(newRetryer),
+		config.WithLogger(awslog.Logger()),
 	)
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)

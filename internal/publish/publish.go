@@ -39,6 +39,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sns/types"
+
+	"github.com/wp-tools/wp/internal/awslog"
 )
 
 // MaxMessageBytes is SNS's limit on one message body, and on the bodies of
@@ -137,6 +139,7 @@ func NewFromEnv(ctx context.Context, topicARN string, opts ...Option) (*Publishe
 	cfg, err := config.LoadDefaultConfig(ctx,
 		config.WithHTTPClient(httpClient),
 		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
+		config.WithLogger(awslog.Logger()),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("load aws configuration: %w", err)

@@ -147,6 +147,15 @@ type Options struct {
 	MaxReceives int
 	// Log gets one line per delivery (and warnings and errors).
 	Log *slog.Logger
+	// Retry says, in the log lines, what becomes of a delivery that
+	// recorded nothing. The default, "the message will be retried", is
+	// wp run's (watchbot retries it); wp local, which has no message, says
+	// what it does instead.
+	Retry string
+	// Last names a part's last delivery in the log lines. The default,
+	// "its last receive (the queue makes no more)", is wp run's; wp local
+	// speaks of its attempts.
+	Last string
 }
 
 // Runner handles deliveries against one store.
@@ -166,6 +175,12 @@ func New(store *backends.Store, pub Publisher, opt Options) *Runner {
 	}
 	if opt.Fields.PartID == "" {
 		opt.Fields.PartID = DefaultFields.PartID
+	}
+	if opt.Retry == "" {
+		opt.Retry = "the message will be retried"
+	}
+	if opt.Last == "" {
+		opt.Last = "its last receive (the queue makes no more)"
 	}
 	return &Runner{store: store, pub: pub, opt: opt}
 }
@@ -187,7 +202,7 @@ func (r *Runner) Handle(ctx context.Context, d Delivery, spec child.Spec, sigs <
 		return Result{Outcome: Dropped, Err: err}
 	}
 	if err != nil {
-		lg.Error("cannot read the job from the progress store; the command was not run and the message will be retried", "error", err.Error())
+		lg.Error("cannot read the job from the progress store; the command was not run and "+r.opt.Retry, "error", err.Error())
 		return Result{Outcome: Unavailable, Err: err}
 	}
 	return r.process(ctx, lg, job, m, d, spec, sigs)
@@ -252,7 +267,7 @@ func (r *Runner) process(ctx context.Context, lg *slog.Logger, job backends.Stat
 	}
 	if done {
 		if res.Outcome == CommandFailed {
-			lg.Warn("command failed: nothing recorded; the message will be retried")
+			lg.Warn("command failed: nothing recorded; " + r.opt.Retry)
 		}
 		return res
 	}
@@ -281,21 +296,21 @@ func (r *Runner) giveUp(ctx context.Context, lg *slog.Logger, job backends.Statu
 	comp, err := r.store.GiveUp(ctx, m.JobID, m.Part, info)
 	switch {
 	case errors.Is(err, backends.ErrJobFailed):
-		lg.Warn("the part failed on its last receive, but the job has failed meanwhile: nothing recorded")
+		lg.Warn("the part failed on " + r.opt.Last + ", but the job has failed meanwhile: nothing recorded")
 		return res
 	case err != nil:
-		lg.Error("the part failed on its last receive, and giving it up could not be recorded: it stays pending", "error", err.Error(), "receive_count", d.ReceiveCount)
+		lg.Error("the part failed on "+r.opt.Last+", and giving it up could not be recorded: it stays pending", "error", err.Error(), "receive_count", d.ReceiveCount)
 		return res
 	}
 	res.Outcome = GaveUp
 	switch {
 	case comp.Duplicate:
-		lg.Warn("the part failed on its last receive; it was already given up or complete", "receive_count", d.ReceiveCount)
+		lg.Warn("the part failed on "+r.opt.Last+"; it was already given up or complete", "receive_count", d.ReceiveCount)
 	case comp.Failed:
 		res.JobFailed = true
 		lg.Error("part given up, and the job has failed: more parts given up than it tolerates; later parts will be skipped", "receive_count", d.ReceiveCount)
 	default:
-		lg.Error("part given up: it failed on the last receive the queue makes", "receive_count", d.ReceiveCount, "max_receives", r.opt.MaxReceives)
+		lg.Error("part given up: it failed on "+r.opt.Last, "receive_count", d.ReceiveCount, "max_receives", r.opt.MaxReceives)
 	}
 	if comp.Failed && job.ReduceOnFailure {
 		r.EnsureReduce(ctx, lg, m.JobID, job.Metadata, false)
@@ -339,13 +354,13 @@ func (r *Runner) runCommand(ctx context.Context, lg *slog.Logger, job backends.S
 	case cr.Signal != nil:
 		// Nothing is recorded, even if the command exited 0 after the
 		// signal: it may have stopped half way.
-		lg.Warn("interrupted: nothing recorded for the "+what+"; the message will be retried", "signal", cr.Signal.String())
+		lg.Warn("interrupted: nothing recorded for the "+what+"; "+r.opt.Retry, "signal", cr.Signal.String())
 		res.Outcome = Interrupted
 		return res, lg, true
 	case cr.Status != 0 && r.opt.FailJobOn[cr.Status]:
 		reason := fmt.Sprintf("%s exited with code %d", what, cr.Status)
 		if err := r.store.Fail(ctx, m.JobID, reason); err != nil {
-			lg.Error("command asked to fail the job, but the progress store could not record it; the message will be retried", "error", err.Error())
+			lg.Error("command asked to fail the job, but the progress store could not record it; "+r.opt.Retry, "error", err.Error())
 			res.Outcome, res.Err = Unavailable, err
 			return res, lg, true
 		}
@@ -373,7 +388,7 @@ func (r *Runner) complete(ctx context.Context, lg *slog.Logger, job backends.Sta
 		res.Outcome, res.Err = Dropped, err
 		return res
 	case err != nil:
-		lg.Error("the command succeeded but its completion could not be recorded; the message will be retried", "error", err.Error())
+		lg.Error("the command succeeded but its completion could not be recorded; "+r.opt.Retry, "error", err.Error())
 		res.Outcome, res.Err = Unavailable, err
 		return res
 	}
@@ -415,7 +430,7 @@ func (r *Runner) EnsureReduce(ctx context.Context, lg *slog.Logger, jobID string
 		var err error
 		token, ok, err = r.store.ClaimReduce(ctx, jobID, r.opt.ReduceLease)
 		if err != nil {
-			lg.Error("cannot claim the reduce; the message will be retried", "error", err.Error())
+			lg.Error("cannot claim the reduce; "+r.opt.Retry, "error", err.Error())
 			return Result{Outcome: Unavailable, Err: err}
 		}
 		if ok {
@@ -431,7 +446,7 @@ func (r *Runner) EnsureReduce(ctx context.Context, lg *slog.Logger, jobID string
 		// whenever no other delivery comes after the claim runs out.
 		st, err := r.store.Peek(ctx, jobID)
 		if err != nil {
-			lg.Error("cannot read the job to learn whether the reduce was sent; the message will be retried", "error", err.Error())
+			lg.Error("cannot read the job to learn whether the reduce was sent; "+r.opt.Retry, "error", err.Error())
 			return Result{Outcome: Unavailable, Err: err}
 		}
 		if st.ReduceSent || st.Failed {
@@ -439,7 +454,10 @@ func (r *Runner) EnsureReduce(ctx context.Context, lg *slog.Logger, jobID string
 			return done
 		}
 		if time.Now().After(deadline) {
-			lg.Warn("another worker holds the reduce claim but has not recorded the reduce as sent (it may have died; its claim runs out at the latest one reduce lease after it was taken): the message will be retried so that the reduce is not lost", "waited", r.opt.ClaimWait.String())
+			// Only the holder knows its lease (its --reduce-lease), and
+			// the store does not say when the claim was taken: say no
+			// more than that.
+			lg.Warn("another worker holds the reduce claim and has not recorded the reduce as sent (it may have died); "+r.opt.Retry+" so that the reduce is not lost: the claim runs out when the holder's lease (its --reduce-lease) ends, and a delivery after that sends the reduce", "waited", r.opt.ClaimWait.String())
 			return Result{Outcome: ClaimHeld}
 		}
 		select {
@@ -461,7 +479,7 @@ func (r *Runner) EnsureReduce(ctx context.Context, lg *slog.Logger, jobID string
 		if rerr := r.store.ReleaseReduce(ctx, jobID, token); rerr != nil {
 			lg.Warn("cannot release the reduce claim; it expires by itself", "lease", r.opt.ReduceLease.String(), "error", rerr.Error())
 		}
-		lg.Error("cannot publish the reduce message; the message will be retried and the retry sends it", "error", err.Error())
+		lg.Error("cannot publish the reduce message; "+r.opt.Retry+", and the retry sends it", "error", err.Error())
 		return Result{Outcome: Unavailable, Err: err}
 	}
 	if err := r.store.MarkReduceSent(ctx, jobID); err != nil {
@@ -492,7 +510,7 @@ func (r *Runner) reduce(ctx context.Context, lg *slog.Logger, job backends.Statu
 		return res
 	}
 	if res.Status != 0 {
-		lg.Warn("reduce command failed: the message will be retried")
+		lg.Warn("reduce command failed: " + r.opt.Retry)
 		res.Outcome = CommandFailed
 		return res
 	}
