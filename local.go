@@ -557,7 +557,7 @@ func (l *localRun) runReduce(ctx context.Context) int {
 		// Every part was done before this run (a resume), or a worker
 		// that finished did not get to send it: claim and "send" now.
 		lg := l.log.With("jobid", l.jobID, "subject", worker.SubjectReduce)
-		if res := l.runner.EnsureReduce(ctx, lg, l.jobID, st.Metadata, st.ReduceSent); res.Outcome != worker.Completed {
+		if res := l.runner.EnsureReduce(ctx, lg, st); res.Outcome != worker.Completed {
 			return -1
 		}
 		body = l.pub.take()

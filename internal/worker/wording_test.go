@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wp-tools/wp/backends"
 )
 
 // TestLog_RetryWording: the caller words what becomes of a delivery that
@@ -37,7 +39,7 @@ func TestEnsureReduce_ClaimHeldLog(t *testing.T) {
 	if _, ok, err := f.store.ClaimReduce(context.Background(), "j", time.Hour); !ok || err != nil {
 		t.Fatalf("ClaimReduce: %v, %v", ok, err)
 	}
-	check(t, f.r.EnsureReduce(context.Background(), lg, "j", nil, false), ClaimHeld)
+	check(t, f.r.EnsureReduce(context.Background(), lg, backends.Status{ID: "j"}), ClaimHeld)
 	got := buf.String()
 	if strings.Contains(got, "7m") || !strings.Contains(got, "the holder's lease") {
 		t.Errorf("log = %q: want the holder's lease named, not this worker's 7m", got)

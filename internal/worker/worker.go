@@ -13,7 +13,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -237,7 +236,7 @@ func (r *Runner) process(ctx context.Context, lg *slog.Logger, job backends.Stat
 		if job.ReduceOnFailure && !job.ReduceSent {
 			// Its reduce is due; whoever failed the job may have died
 			// before sending it.
-			if res := r.EnsureReduce(ctx, lg, m.JobID, job.Metadata, false); res.Outcome != Completed {
+			if res := r.EnsureReduce(ctx, lg, job); res.Outcome != Completed {
 				return res
 			}
 		}
@@ -245,7 +244,7 @@ func (r *Runner) process(ctx context.Context, lg *slog.Logger, job backends.Stat
 	}
 	if job.Remaining == 0 {
 		lg.Info("every part is already complete: not running the command")
-		res := r.EnsureReduce(ctx, lg, m.JobID, job.Metadata, job.ReduceSent)
+		res := r.EnsureReduce(ctx, lg, job)
 		if res.Outcome == Completed {
 			res.Outcome = AlreadyDone
 		}
@@ -313,10 +312,18 @@ func (r *Runner) giveUp(ctx context.Context, lg *slog.Logger, job backends.Statu
 		lg.Error("part given up: it failed on "+r.opt.Last, "receive_count", d.ReceiveCount, "max_receives", r.opt.MaxReceives)
 	}
 	if comp.Failed && job.ReduceOnFailure {
-		r.EnsureReduce(ctx, lg, m.JobID, job.Metadata, false)
+		// The reason is the store's: read it for the reduce message.
+		if now, err := r.store.Peek(ctx, m.JobID); err == nil {
+			job = now
+		} else {
+			job.Failed, job.Error = true, "parts given up past the tolerance"
+		}
+		job.ReduceSent = false
+		r.EnsureReduce(ctx, lg, job)
 	} else if comp.Done && !comp.Failed && !comp.ReduceSent {
 		lg.Info("every part has ended")
-		r.EnsureReduce(ctx, lg, m.JobID, job.Metadata, false)
+		job.ReduceSent = false
+		r.EnsureReduce(ctx, lg, job)
 	}
 	return res
 }
@@ -367,7 +374,8 @@ func (r *Runner) runCommand(ctx context.Context, lg *slog.Logger, job backends.S
 		lg.Warn("job failed: later parts will be skipped", "reason", reason)
 		res.Outcome, res.JobFailed = FailedJob, true
 		if job.ReduceOnFailure && m.Subject == SubjectMap {
-			if rr := r.EnsureReduce(ctx, lg, m.JobID, job.Metadata, false); rr.Outcome != Completed {
+			job.Failed, job.Error, job.ReduceSent = true, reason, false
+			if rr := r.EnsureReduce(ctx, lg, job); rr.Outcome != Completed {
 				res.Outcome, res.Err = rr.Outcome, rr.Err
 			}
 		}
@@ -404,7 +412,8 @@ func (r *Runner) complete(ctx context.Context, lg *slog.Logger, job backends.Sta
 		lg.Info("part complete")
 	}
 	if comp.Done && !comp.ReduceSent {
-		rr := r.EnsureReduce(ctx, lg, m.JobID, job.Metadata, false)
+		job.ReduceSent = false
+		rr := r.EnsureReduce(ctx, lg, job)
 		if rr.Outcome != Completed {
 			res.Outcome, res.Err = rr.Outcome, rr.Err
 		}
@@ -412,15 +421,18 @@ func (r *Runner) complete(ctx context.Context, lg *slog.Logger, job backends.Sta
 	return res
 }
 
-// EnsureReduce sends the job's reduce unless it was sent or another worker
-// holds the claim: claim, publish, record. It returns Completed when the
+// EnsureReduce sends the reduce of job (as last read: its ID, Metadata,
+// ReduceSent, and for a failed job Failed and Error, which the message then
+// carries) unless it was sent or another worker holds the claim: claim,
+// publish, record. It returns Completed when the
 // reduce is sent (by this call or another worker), Unavailable when the
 // store or the publish failed (a failed publish releases the claim, so that
 // the retry sends it), and ClaimHeld when another worker held the claim for
 // Options.ClaimWait without recording the reduce.
-func (r *Runner) EnsureReduce(ctx context.Context, lg *slog.Logger, jobID string, meta json.RawMessage, sent bool) Result {
+func (r *Runner) EnsureReduce(ctx context.Context, lg *slog.Logger, job backends.Status) Result {
+	jobID := job.ID
 	done := Result{Outcome: Completed}
-	if sent {
+	if job.ReduceSent {
 		return done
 	}
 	deadline := time.Now().Add(r.opt.ClaimWait)
@@ -469,9 +481,9 @@ func (r *Runner) EnsureReduce(ctx context.Context, lg *slog.Logger, jobID string
 	// Give up publishing well before the claim runs out, so that no other
 	// worker can claim and publish while this one still might.
 	pctx, pcancel := context.WithTimeout(ctx, r.opt.ReduceLease/2)
-	body := ReduceBody(jobID, meta)
-	if st, err := r.store.Peek(ctx, jobID); err == nil && st.Failed {
-		body = FailedReduceBody(jobID, meta, st.Error)
+	body := ReduceBody(jobID, job.Metadata)
+	if job.Failed {
+		body = FailedReduceBody(jobID, job.Metadata, job.Error)
 	}
 	err := r.pub.Publish(pctx, SubjectReduce, body)
 	pcancel()

@@ -322,7 +322,7 @@ func TestEnsureReduce(t *testing.T) {
 	t.Run("ClaimWonAndSent", func(t *testing.T) {
 		f := newFixture(t, 1, Options{})
 		f.complete(0)
-		check(t, f.r.EnsureReduce(ctx, lg, "j", nil, false), Completed)
+		check(t, f.r.EnsureReduce(ctx, lg, backends.Status{ID: "j"}), Completed)
 		if f.pub.reduces() != 1 || !f.status().ReduceSent {
 			t.Errorf("reduces %d, ReduceSent %v; want 1, true", f.pub.reduces(), f.status().ReduceSent)
 		}
@@ -331,13 +331,13 @@ func TestEnsureReduce(t *testing.T) {
 		f := newFixture(t, 1, Options{})
 		f.complete(0)
 		f.pub.err = errors.New("SNS is down")
-		check(t, f.r.EnsureReduce(ctx, lg, "j", nil, false), Unavailable)
+		check(t, f.r.EnsureReduce(ctx, lg, backends.Status{ID: "j"}), Unavailable)
 		if f.status().ReduceSent {
 			t.Error("reduce recorded as sent although the publish failed")
 		}
 		// The claim was released: the very next delivery sends it.
 		f.pub.err = nil
-		check(t, f.r.EnsureReduce(ctx, lg, "j", nil, false), Completed)
+		check(t, f.r.EnsureReduce(ctx, lg, backends.Status{ID: "j"}), Completed)
 		if got, want := f.pub.reduces(), 1; got != want {
 			t.Errorf("%d reduces published, want %d", got, want)
 		}
@@ -349,7 +349,7 @@ func TestEnsureReduce(t *testing.T) {
 			t.Fatalf("ClaimReduce: %v, %v", ok, err)
 		}
 		t0 := time.Now()
-		check(t, f.r.EnsureReduce(ctx, lg, "j", nil, false), ClaimHeld)
+		check(t, f.r.EnsureReduce(ctx, lg, backends.Status{ID: "j"}), ClaimHeld)
 		if time.Since(t0) < 300*time.Millisecond {
 			t.Errorf("gave up after %v, before the claim wait", time.Since(t0))
 		}
@@ -361,7 +361,7 @@ func TestEnsureReduce(t *testing.T) {
 		f := newFixture(t, 1, Options{})
 		f.complete(0)
 		f.store.ClaimReduce(ctx, "j", time.Hour)
-		check(t, f.r.EnsureReduce(ctx, lg, "j", nil, false), Completed)
+		check(t, f.r.EnsureReduce(ctx, lg, backends.Status{ID: "j"}), Completed)
 		if f.pub.reduces() != 0 {
 			t.Error("published while another worker held the claim")
 		}
@@ -374,7 +374,7 @@ func TestEnsureReduce(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 			f.store.MarkReduceSent(ctx, "j")
 		}()
-		check(t, f.r.EnsureReduce(ctx, lg, "j", nil, false), Completed)
+		check(t, f.r.EnsureReduce(ctx, lg, backends.Status{ID: "j"}), Completed)
 		if f.pub.reduces() != 0 {
 			t.Error("published a second reduce")
 		}
@@ -402,7 +402,7 @@ func TestEnsureReduce(t *testing.T) {
 		f := newFixture(t, 1, Options{})
 		f.complete(0)
 		f.mem.setFail("ClaimReduce", errors.New("timeout"))
-		check(t, f.r.EnsureReduce(ctx, lg, "j", nil, false), Unavailable)
+		check(t, f.r.EnsureReduce(ctx, lg, backends.Status{ID: "j"}), Unavailable)
 	})
 	t.Run("RecordSentFails", func(t *testing.T) {
 		// Published but not recorded: the documented window. The
@@ -410,7 +410,7 @@ func TestEnsureReduce(t *testing.T) {
 		f := newFixture(t, 1, Options{})
 		f.complete(0)
 		f.mem.setFail("MarkReduceSent", errors.New("timeout"))
-		check(t, f.r.EnsureReduce(ctx, lg, "j", nil, false), Completed)
+		check(t, f.r.EnsureReduce(ctx, lg, backends.Status{ID: "j"}), Completed)
 		if _, ok, _ := f.store.ClaimReduce(ctx, "j", time.Minute); ok {
 			t.Error("the claim was released after a published reduce")
 		}
