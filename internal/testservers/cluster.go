@@ -1,0 +1,327 @@
+package testservers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Cluster is a real Redis Cluster of redis-server processes on loopback.
+type Cluster struct {
+	// URL is a redis:// URL naming the first node (a master).
+	URL string
+	// Addrs are every node's host:port, in creation order: masters first,
+	// then replicas (redis-cli --cluster create assigns them so).
+	Addrs []string
+
+	mu    sync.Mutex
+	nodes map[string]*clusterNode
+	dir   string
+}
+
+type clusterNode struct {
+	addr   string
+	port   int
+	dir    string
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// clusterNodeTimeout is --cluster-node-timeout: how long a master may be
+// silent before its replica is promoted (about 2.5x this on 2 cores).
+const clusterNodeTimeout = "1500"
+
+// StartRedisCluster starts masters redis-servers in cluster mode on free
+// loopback ports (each with its cluster bus port, port+10000, free too), and
+// replicas replicas of each master; creates the cluster with redis-cli
+// --cluster create; and waits until every node says cluster_state:ok and
+// every replica has finished its first sync (master_link_status:up), so a
+// replica can be promoted at once. No persistence; Stop kills every node and
+// removes their files.
+func StartRedisCluster(masters, replicas int) (*Cluster, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("redis-server not found: %s", redisInstall)
+	}
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		return nil, fmt.Errorf("redis-cli not found: %s (it comes with redis-server, or apt-get install -y redis-tools)", redisInstall)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		c, err := startCluster(bin, cli, masters, replicas)
+		if err == nil {
+			return c, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+// StartRedisClusterT starts a cluster for a test, fails the test with what
+// to install when that is impossible, and stops the cluster when the test
+// ends.
+func StartRedisClusterT(t testing.TB, masters, replicas int) *Cluster {
+	t.Helper()
+	c, err := StartRedisCluster(masters, replicas)
+	if err != nil {
+		t.Fatalf("start a redis cluster: %v", err)
+	}
+	t.Cleanup(c.Stop)
+	return c
+}
+
+func startCluster(bin, cli string, masters, replicas int) (*Cluster, error) {
+	dir, err := os.MkdirTemp("", "wp-redis-cluster-")
+	if err != nil {
+		return nil, fmt.Errorf("make cluster directory: %w", err)
+	}
+	c := &Cluster{nodes: map[string]*clusterNode{}, dir: dir}
+	ok := false
+	defer func() {
+		if !ok {
+			c.Stop()
+		}
+	}()
+	for i := 0; i < masters*(1+replicas); i++ {
+		port, err := clusterPort()
+		if err != nil {
+			return nil, err
+		}
+		n := &clusterNode{
+			addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+			port: port,
+			dir:  filepath.Join(dir, strconv.Itoa(port)),
+		}
+		if err := os.Mkdir(n.dir, 0o700); err != nil {
+			return nil, err
+		}
+		if err := n.start(bin); err != nil {
+			return nil, err
+		}
+		c.nodes[n.addr] = n
+		c.Addrs = append(c.Addrs, n.addr)
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs...)
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
+	out, err := exec.Command(cli, args...).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.WaitHealthy(ctx); err != nil {
+		return nil, err
+	}
+	c.URL = "redis://" + c.Addrs[0] + "/0"
+	ok = true
+	return c, nil
+}
+
+// clusterPort finds a free loopback port whose cluster bus port
+// (port+10000) is free too.
+func clusterPort() (int, error) {
+	for i := 0; i < 100; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		if port+10000 > 65535 {
+			l.Close()
+			continue
+		}
+		bus, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+10000)))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		bus.Close()
+		return port, nil
+	}
+	return 0, errors.New("no free loopback port with a free port+10000 for the cluster bus")
+}
+
+// start starts (or restarts, after Kill) the node's redis-server; its
+// nodes.conf in dir keeps its cluster identity.
+func (n *clusterNode) start(bin string) error {
+	logFile, err := os.OpenFile(filepath.Join(n.dir, "redis.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin,
+		"--port", strconv.Itoa(n.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", n.dir,
+		"--cluster-enabled", "yes",
+		"--cluster-config-file", "nodes.conf",
+		"--cluster-node-timeout", clusterNodeTimeout,
+		"--repl-diskless-sync", "yes",
+		"--repl-diskless-sync-delay", "0",
+	)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logFile.Close()
+		close(exited)
+	}()
+	n.cmd, n.exited = cmd, exited
+	if err := waitRedis(n.addr, exited, 10*time.Second); err != nil {
+		log, _ := os.ReadFile(filepath.Join(n.dir, "redis.log"))
+		n.kill()
+		return fmt.Errorf("redis-server (cluster node) on %s: %w; its log ends: %s", n.addr, err, lastLine(log))
+	}
+	return nil
+}
+
+func (n *clusterNode) kill() {
+	if n.cmd != nil && n.cmd.Process != nil {
+		n.cmd.Process.Signal(syscall.SIGKILL)
+		<-n.exited
+	}
+}
+
+// Stop kills every node and removes their files. Safe to call twice.
+func (c *Cluster) Stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.nodes {
+		n.kill()
+	}
+	c.nodes = map[string]*clusterNode{}
+	if c.dir != "" {
+		os.RemoveAll(c.dir)
+		c.dir = ""
+	}
+}
+
+// Kill SIGKILLs the node at addr (a crash: nothing is flushed or handed
+// over).
+func (c *Cluster) Kill(addr string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.nodes[addr]
+	if !ok {
+		return fmt.Errorf("no cluster node %s", addr)
+	}
+	n.kill()
+	return nil
+}
+
+// Restart starts the node at addr again after Kill, with its cluster
+// identity and no data: it rejoins (a killed master comes back as a replica
+// of the replica that took its place).
+func (c *Cluster) Restart(addr string) error {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.nodes[addr]
+	if !ok {
+		return fmt.Errorf("no cluster node %s", addr)
+	}
+	return n.start(bin)
+}
+
+// MasterFor is the address of the master that serves key now, as the node
+// at via sees it.
+func (c *Cluster) MasterFor(ctx context.Context, key string) (string, error) {
+	cc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: c.liveAddrs()})
+	defer cc.Close()
+	m, err := cc.MasterForKey(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	return m.Options().Addr, nil
+}
+
+func (c *Cluster) liveAddrs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var a []string
+	for _, addr := range c.Addrs {
+		n := c.nodes[addr]
+		if n == nil {
+			continue
+		}
+		select {
+		case <-n.exited:
+		default:
+			a = append(a, addr)
+		}
+	}
+	return a
+}
+
+// WaitHealthy waits until every live node says cluster_state:ok, every
+// slot is served, and every replica's link to its master is up (its first
+// sync done).
+func (c *Cluster) WaitHealthy(ctx context.Context) error {
+	var last string
+	for {
+		last = c.unhealthy(ctx)
+		if last == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redis cluster not healthy: %s", last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// unhealthy says what is not yet right, or "".
+func (c *Cluster) unhealthy(ctx context.Context) string {
+	for _, addr := range c.liveAddrs() {
+		cl := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
+		info, err := cl.ClusterInfo(ctx).Result()
+		if err != nil {
+			cl.Close()
+			return fmt.Sprintf("%s: CLUSTER INFO: %v", addr, err)
+		}
+		if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_slots_ok:16384") {
+			cl.Close()
+			return fmt.Sprintf("%s: %s", addr, firstLines(info, 3))
+		}
+		repl, err := cl.Info(ctx, "replication").Result()
+		cl.Close()
+		if err != nil {
+			return fmt.Sprintf("%s: INFO replication: %v", addr, err)
+		}
+		if strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
+			return fmt.Sprintf("%s: replica not synced yet", addr)
+		}
+	}
+	return ""
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(strings.TrimSpace(s), "\n", n+1)
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, "; ")
+}
