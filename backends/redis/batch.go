@@ -19,6 +19,11 @@ import (
 // round trip. The caller's context bounds its wait: a caller whose context
 // ends returns at once, and the pipeline it was part of is bounded by the
 // read and write timeouts.
+//
+// On a cluster, go-redis's cluster pipeline splits a batch by node (the
+// keys of one job share a slot). With min_replicas, each batch is split by
+// master here, and each master's share is one pipeline on one connection
+// ending in one WAIT, which covers every write before it (wait.go).
 const (
 	batchers = 4   // pipelines in flight at once
 	maxBatch = 128 // completions per pipeline at most
@@ -35,20 +40,21 @@ type completeReq struct {
 }
 
 type completeRes struct {
-	r   []int64
-	err error
+	r       []int64
+	waitErr error // the replicas fell short (wait.go)
+	err     error
 }
 
 type batcher struct {
-	c      *goredis.Client
+	s      *Store
 	reqs   chan *completeReq
 	closed chan struct{}
 	once   sync.Once
 	wg     sync.WaitGroup
 }
 
-func newBatcher(c *goredis.Client) *batcher {
-	b := &batcher{c: c, reqs: make(chan *completeReq), closed: make(chan struct{})}
+func newBatcher(s *Store) *batcher {
+	b := &batcher{s: s, reqs: make(chan *completeReq), closed: make(chan struct{})}
 	for i := 0; i < batchers; i++ {
 		b.wg.Add(1)
 		go b.loop()
@@ -62,7 +68,8 @@ func (b *batcher) close() {
 }
 
 // complete runs completeScript for part through a batch and returns its
-// reply.
+// reply, or an error wrapping ErrReplication when the replicas fell short
+// (wait.go).
 func (b *batcher) complete(ctx context.Context, keys []string, part int64) ([]int64, error) {
 	req := &completeReq{ctx: ctx, keys: keys, part: part, res: make(chan completeRes, 1)}
 	select {
@@ -74,10 +81,29 @@ func (b *batcher) complete(ctx context.Context, keys []string, part int64) ([]in
 	}
 	select {
 	case res := <-req.res:
+		if res.err == nil && res.waitErr != nil {
+			return nil, res.waitErr
+		}
 		return res.r, res.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// touch is completeScript's second argument: "1" makes a duplicate write
+// (wait.go).
+func (b *batcher) touch() string {
+	if b.s.minReplicas > 0 {
+		return "1"
+	}
+	return "0"
+}
+
+// one completes a single request on its own (Run, or a waited write).
+func (b *batcher) one(req *completeReq) {
+	res := b.s.write(req.ctx, completeScript, req.keys, req.part, b.touch())
+	r, err := res.cmd.Int64Slice()
+	req.res <- completeRes{r: r, waitErr: res.waitErr, err: err}
 }
 
 func (b *batcher) loop() {
@@ -120,19 +146,21 @@ func (b *batcher) run(batch []*completeReq) {
 	if len(live) == 1 {
 		// No pipeline for a single call: this is the common case of one
 		// wp process completing one part.
-		req := live[0]
-		r, err := completeScript.Run(req.ctx, b.c, req.keys, req.part).Int64Slice()
-		req.res <- completeRes{r: r, err: err}
+		b.one(live[0])
+		return
+	}
+	if b.s.minReplicas > 0 {
+		b.runWaited(live)
 		return
 	}
 	// The pipeline is not tied to any one caller's context: each caller
 	// stops waiting when its own context ends, and the client's timeouts
 	// bound the pipeline.
 	ctx := context.Background()
-	pipe := b.c.Pipeline()
+	pipe := b.s.c.Pipeline()
 	cmds := make([]*goredis.Cmd, len(live))
 	for i, req := range live {
-		cmds[i] = completeScript.EvalSha(ctx, pipe, req.keys, req.part)
+		cmds[i] = completeScript.EvalSha(ctx, pipe, req.keys, req.part, b.touch())
 	}
 	pipe.Exec(ctx) // errors are read per command below
 	for i, req := range live {
@@ -140,10 +168,51 @@ func (b *batcher) run(batch []*completeReq) {
 		if err != nil && isNoScript(err) {
 			// The server lost its script cache (restart, SCRIPT
 			// FLUSH): Run loads it again.
-			r, err = completeScript.Run(req.ctx, b.c, req.keys, req.part).Int64Slice()
+			b.one(req)
+			continue
 		}
 		req.res <- completeRes{r: r, err: err}
 	}
+}
+
+// runWaited sends a batch with replication waits: one pipeline per master,
+// each ending in WAIT, the masters in parallel. A request whose script
+// failed (no script loaded, the slot moved) is sent again on its own.
+func (b *batcher) runWaited(live []*completeReq) {
+	ctx := context.Background()
+	groups := map[*goredis.Client][]*completeReq{}
+	for _, req := range live {
+		node, err := b.s.master(ctx, req.keys[0])
+		if err != nil {
+			req.res <- completeRes{err: err}
+			continue
+		}
+		groups[node] = append(groups[node], req)
+	}
+	var wg sync.WaitGroup
+	for node, reqs := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pipe := node.Pipeline()
+			cmds := make([]*goredis.Cmd, len(reqs))
+			for i, req := range reqs {
+				cmds[i] = completeScript.EvalSha(ctx, pipe, req.keys, req.part, "1")
+			}
+			w := b.s.waitIn(ctx, pipe)
+			pipe.Exec(ctx) // errors are read per command below
+			waitErr := b.s.checkWait(node, w)
+			for i, req := range reqs {
+				r, err := cmds[i].Int64Slice()
+				if err != nil && (isNoScript(err) || isRedirect(err)) {
+					b.one(req)
+					continue
+				}
+				req.res <- completeRes{r: r, waitErr: waitErr, err: err}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func isNoScript(err error) bool {

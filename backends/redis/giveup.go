@@ -19,9 +19,15 @@ const givenUpBatch = 500
 
 // runWrite runs a script that writes: every write of the store goes through
 // here, so that what a write must do besides (waiting for replicas) is done
-// in one place.
+// in one place. With min_replicas, a reply that not enough replicas
+// acknowledged in time carries an error wrapping ErrReplication instead
+// (wait.go).
 func (s *Store) runWrite(ctx context.Context, sc *goredis.Script, keys []string, args ...any) *goredis.Cmd {
-	return sc.Run(ctx, s.c, keys, args...)
+	res := s.write(ctx, sc, keys, args...)
+	if res.cmd.Err() == nil && res.waitErr != nil {
+		res.cmd.SetErr(res.waitErr)
+	}
+	return res.cmd
 }
 
 // guInfo is a given-up part's details as the gu hash holds them (JSON).

@@ -6,14 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	goredis "github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/wp-tools/wp/backends"
 )
@@ -52,8 +51,14 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 
 // Store is the Redis progress store.
 type Store struct {
-	c     *goredis.Client
-	batch *batcher
+	// c is a *goredis.Client for a standalone server, or cluster.
+	c goredis.UniversalClient
+	// cluster is nil unless the URL names a node of a Redis Cluster.
+	cluster *goredis.ClusterClient
+	// minReplicas > 0: writes wait for that many replicas (wait.go).
+	minReplicas    int
+	replicaTimeout time.Duration
+	batch          *batcher
 }
 
 var _ backends.Driver = (*Store)(nil)
@@ -66,70 +71,27 @@ func open(ctx context.Context, u *url.URL) (backends.Driver, error) {
 	return s, nil
 }
 
-// Open connects to the Redis server the URL names and checks that it
-// answers (and accepts the password).
+// Open connects to the Redis server or cluster the URL names and checks
+// that it answers (and accepts the password); doc.go says how a cluster is
+// recognised.
 func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	opt, err := parseOptions(u)
 	if err != nil {
 		return nil, err
 	}
-	c := goredis.NewClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, openPingTimeout)
 	defer cancel()
-	if err := c.Ping(pctx).Err(); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("connect to redis at %s (db %d): %w (check the store URL, its password, and that the server is up)", opt.Addr, opt.DB, err)
+	c, cluster, err := opt.connect(pctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect to redis at %s (db %d): %w (check the store URL, its password, and that the server is up)", strings.Join(opt.seeds, ", "), opt.node.DB, err)
 	}
-	return &Store{c: c, batch: newBatcher(c)}, nil
+	s := &Store{c: c, cluster: cluster, minReplicas: opt.minReplicas, replicaTimeout: opt.replicaTimeout}
+	s.batch = newBatcher(s)
+	return s, nil
 }
 
-// parseOptions turns a redis:// or rediss:// URL into client options with
-// this package's defaults. Its errors never hold the password.
-func parseOptions(u *url.URL) (*goredis.Options, error) {
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return nil, fmt.Errorf("redis store: scheme %q is not redis or rediss", u.Scheme)
-	}
-	if u.Opaque != "" {
-		return nil, errors.New("redis store URL must look like redis://[:password@]host[:port][/db]")
-	}
-	opt, err := goredis.ParseURL(u.String())
-	if err != nil {
-		// go-redis's messages name only the bad part (db, option,
-		// path), but a url.Error would quote the whole URL: keep only
-		// its reason.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		msg := err.Error()
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "xxxxx")
-		}
-		return nil, fmt.Errorf("redis store URL: %s", msg)
-	}
-	q := u.Query()
-	if !q.Has("dial_timeout") {
-		opt.DialTimeout = defaultDialTimeout
-	}
-	if !q.Has("read_timeout") {
-		opt.ReadTimeout = defaultReadTimeout
-	}
-	if !q.Has("write_timeout") {
-		opt.WriteTimeout = defaultWriteTimeout
-	}
-	if !q.Has("max_retries") {
-		opt.MaxRetries = defaultMaxRetries
-	}
-	if opt.PoolSize == 0 {
-		opt.PoolSize = max(minPoolSize, 10*runtime.GOMAXPROCS(0))
-	}
-	opt.DialerRetries = defaultDialAttempts
-	opt.ContextTimeoutEnabled = true
-	// wp talks to plain Redis; skip the extra handshake for managed
-	// service maintenance notices.
-	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return opt, nil
-}
+// Cluster reports whether the store talks to a Redis Cluster.
+func (s *Store) Cluster() bool { return s.cluster != nil }
 
 func jobKey(id string) string  { return "wp:{" + id + "}:job" }
 func doneKey(id string) string { return "wp:{" + id + "}:done" }
@@ -180,8 +142,10 @@ redis.call('HSET', KEYS[1], 'total', ARGV[1], 'remaining', ARGV[1], 'meta', ARGV
 return 1
 `)
 
-// completeScript: KEYS job, done, gu, gub; ARGV part. Returns {code} on
-// error, else {0, finisher, done, duplicate, reduce_sent}. A part whose
+// completeScript: KEYS job, done, gu, gub; ARGV part, touch. Returns
+// {code} on error, else {0, finisher, done, duplicate, reduce_sent}. With
+// touch "1" (min_replicas) a duplicate writes remaining again with its own
+// value, so that WAIT covers what the reply reports (wait.go). A part whose
 // bit is set has ended; only when the job has given-up parts (given_up >
 // 0) is the gu hash consulted, so the common duplicate costs what it did:
 // a given-up part is then converted (gu entry and gub bit removed,
@@ -208,15 +172,20 @@ if tonumber(h[5] or '0') > 0 and redis.call('HDEL', KEYS[3], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[1], 'given_up', -1)
   return {0, 0, done, 0, rs}
 end
+if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'remaining', h[4]) end
 return {0, 0, done, 1, rs}
 `)
 
-// failScript: KEYS job; ARGV reason. Returns -1, or 1.
+// failScript: KEYS job; ARGV reason. Returns -1, or 1. A job that has
+// failed already keeps its reason, but failed is written again so that a
+// replication wait covers it (wait.go).
 var failScript = goredis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'total', 'failed')
 if not h[1] then return -1 end
 if h[2] ~= '1' then
   redis.call('HSET', KEYS[1], 'failed', '1', 'error', ARGV[1])
+else
+  redis.call('HSET', KEYS[1], 'failed', '1')
 end
 return 1
 `)
@@ -446,12 +415,40 @@ func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) e
 	return nil
 }
 
-// List implements backends.Store.
+// List implements backends.Store. On a cluster it scans every master in
+// turn (a SCAN sees only its own node's keys).
 func (s *Store) List(ctx context.Context, fn func(backends.Status) error) error {
+	nodes := []goredis.Cmdable{s.c}
+	if s.cluster != nil {
+		var mu sync.Mutex
+		nodes = nodes[:0]
+		err := s.cluster.ForEachMaster(ctx, func(_ context.Context, m *goredis.Client) error {
+			mu.Lock()
+			nodes = append(nodes, m)
+			mu.Unlock()
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	// A job is passed on once, even when SCAN returns it twice (while
+	// Redis resizes its table) or two masters hold it (a slot migrating).
 	seen := map[string]struct{}{}
+	for _, n := range nodes {
+		if err := s.listNode(ctx, n, seen, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listNode scans one node's job hashes and reads each page's jobs with one
+// pipeline of HGETALL (sent through s.c, which finds each key's node).
+func (s *Store) listNode(ctx context.Context, node goredis.Cmdable, seen map[string]struct{}, fn func(backends.Status) error) error {
 	var cursor uint64
 	for {
-		keys, next, err := s.c.Scan(ctx, cursor, listPattern, listPage).Result()
+		keys, next, err := node.Scan(ctx, cursor, listPattern, listPage).Result()
 		if err != nil {
 			return err
 		}
@@ -503,6 +500,12 @@ func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Durati
 	tok := uuid.NewString()
 	n, err := s.runWrite(ctx, claimScript, []string{jobKey(jobID)}, tok, ms).Int64()
 	if err != nil {
+		if errors.Is(err, ErrReplication) {
+			// The claim may stand on the master, but a claim a
+			// failover could lose is no claim: give it up so that
+			// the retry can claim at once.
+			releaseScript.Run(ctx, s.c, []string{jobKey(jobID)}, tok)
+		}
 		return "", false, err
 	}
 	switch n {

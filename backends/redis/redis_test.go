@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 	shared = s
 	code := m.Run()
 	s.Stop()
+	stopSharedCluster()
 	os.Exit(code)
 }
 
@@ -97,6 +98,13 @@ func TestParseURL(t *testing.T) {
 		{name: "two path parts", url: "redis://:" + secret + "@h/1/2", wantErr: "invalid URL path"},
 		{name: "unknown option", url: "redis://:" + secret + "@h/0?colour=blue", wantErr: "unexpected option: colour"},
 		{name: "bad option value", url: "redis://:" + secret + "@h/0?dial_timeout=soon", wantErr: "dial_timeout"},
+		{name: "min_replicas not a number", url: "redis://:" + secret + "@h/0?min_replicas=abc", wantErr: `min_replicas="abc" is not a number`},
+		{name: "min_replicas negative", url: "redis://:" + secret + "@h/0?min_replicas=-1", wantErr: `min_replicas="-1"`},
+		{name: "min_replicas twice", url: "redis://:" + secret + "@h/0?min_replicas=1&min_replicas=2", wantErr: "min_replicas is given 2 times"},
+		{name: "replica_timeout not a duration", url: "redis://:" + secret + "@h/0?min_replicas=1&replica_timeout=soon", wantErr: `replica_timeout="soon"`},
+		{name: "replica_timeout alone", url: "redis://:" + secret + "@h/0?replica_timeout=1s", wantErr: "replica_timeout has no effect without min_replicas"},
+		{name: "replica_timeout past read_timeout", url: "redis://:" + secret + "@h/0?min_replicas=1&replica_timeout=5s", wantErr: "must be shorter than read_timeout"},
+		{name: "addr not host:port", url: "redis://:" + secret + "@h/0?addr=other-host", wantErr: `addr="other-host" is not host:port`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -128,17 +136,18 @@ func TestParseURL(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parseOptions(%s): %v", backends.Redact(tc.url), err)
 			}
-			tc.check(t, opt.Addr, opt.DB, opt.TLSConfig != nil, opt.Username, opt.Password)
+			tc.check(t, opt.node.Addr, opt.node.DB, opt.node.TLSConfig != nil, opt.node.Username, opt.node.Password)
 		})
 	}
 }
 
 func TestParseURL_Defaults(t *testing.T) {
 	u, _ := backends.ParseURL("redis://h/0")
-	opt, err := parseOptions(u)
+	o, err := parseOptions(u)
 	if err != nil {
 		t.Fatal(err)
 	}
+	opt := o.node
 	if opt.DialTimeout != defaultDialTimeout || opt.ReadTimeout != defaultReadTimeout || opt.WriteTimeout != defaultWriteTimeout {
 		t.Errorf("timeouts dial %v read %v write %v, want %v %v %v", opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, defaultDialTimeout, defaultReadTimeout, defaultWriteTimeout)
 	}
@@ -153,12 +162,38 @@ func TestParseURL_Defaults(t *testing.T) {
 	}
 
 	u, _ = backends.ParseURL("redis://h/0?dial_timeout=1s&read_timeout=2&max_retries=0&pool_size=7")
-	opt, err = parseOptions(u)
+	o, err = parseOptions(u)
 	if err != nil {
 		t.Fatal(err)
 	}
+	opt = o.node
 	if opt.DialTimeout != time.Second || opt.ReadTimeout != 2*time.Second || opt.MaxRetries != 0 || opt.PoolSize != 7 {
 		t.Errorf("URL options not honoured: dial %v read %v retries %d pool %d", opt.DialTimeout, opt.ReadTimeout, opt.MaxRetries, opt.PoolSize)
+	}
+}
+
+// TestParseURL_WpOptions: wp's own URL options (seeds, replication waits)
+// are read and kept from go-redis, whose other options still work.
+func TestParseURL_WpOptions(t *testing.T) {
+	u, _ := backends.ParseURL("rediss://:pw@cfg.example:6380/0?addr=n2.example:6380&addr=10.0.0.3:7000&min_replicas=2&replica_timeout=750ms&read_timeout=3s")
+	o, err := parseOptions(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(o.seeds, ","), "cfg.example:6380,n2.example:6380,10.0.0.3:7000"; got != want {
+		t.Errorf("seeds = %s, want %s", got, want)
+	}
+	if o.minReplicas != 2 || o.replicaTimeout != 750*time.Millisecond {
+		t.Errorf("min_replicas %d replica_timeout %v, want 2 750ms", o.minReplicas, o.replicaTimeout)
+	}
+	co := o.clusterOptions()
+	if co.TLSConfig == nil || co.TLSConfig.ServerName != "cfg.example" || co.Password != "pw" || co.ReadTimeout != 3*time.Second ||
+		co.DialTimeout != defaultDialTimeout || co.MaxRetries != defaultMaxRetries || co.PoolSize != o.node.PoolSize || !co.ContextTimeoutEnabled {
+		t.Errorf("cluster options do not carry the URL's settings and the defaults: %+v", co)
+	}
+	u, _ = backends.ParseURL("redis://h/0")
+	if o, err = parseOptions(u); err != nil || o.minReplicas != 0 || len(o.seeds) != 1 {
+		t.Errorf("plain URL: %+v, %v; want no replication waits and one seed", o, err)
 	}
 }
 
