@@ -245,8 +245,8 @@ func (c *Cluster) Restart(addr string) error {
 	return n.start(bin)
 }
 
-// MasterFor is the address of the master that serves key now, as the node
-// at via sees it.
+// MasterFor is the address of the master that serves key now, as the live
+// nodes see it.
 func (c *Cluster) MasterFor(ctx context.Context, key string) (string, error) {
 	cc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: c.liveAddrs()})
 	defer cc.Close()
@@ -324,4 +324,22 @@ func firstLines(s string, n int) string {
 		lines = lines[:n]
 	}
 	return strings.Join(lines, "; ")
+}
+
+// WaitLinkUp waits until the replica at addr has finished its first sync
+// with its master (INFO replication: master_link_status:up).
+func WaitLinkUp(ctx context.Context, addr string) error {
+	c := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	for {
+		info, err := c.Info(ctx, "replication").Result()
+		if err == nil && strings.Contains(info, "master_link_status:up") {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replica %s did not sync: %v", addr, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
