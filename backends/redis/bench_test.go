@@ -2,9 +2,12 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/wp-tools/wp/backends"
 )
@@ -54,4 +57,57 @@ func BenchmarkComplete32(b *testing.B) {
 		b.Fatalf("%d finishers, want 1", got)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "completions/s")
+}
+
+// BenchmarkOpen measures what a wp run process pays for its store before
+// and for its first read: Open (connect, then INFO replication and INFO
+// cluster in one pipeline; on a cluster also the slot map), one Peek, and
+// Close. PingOnly is the Open of before cluster detection (connect and
+// PING), for comparison.
+//
+//	go test ./backends/redis -run XXX -bench Open -count 5
+func BenchmarkOpen(b *testing.B) {
+	ctx := context.Background()
+	peek := func(b *testing.B, st *backends.Store) {
+		if _, err := st.Peek(ctx, "no-such-job"); !errors.Is(err, backends.ErrNotFound) {
+			b.Fatalf("Peek: %v, want ErrNotFound", err)
+		}
+		st.Close()
+	}
+	b.Run("Standalone", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			st, err := backends.Open(ctx, shared.URL, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			peek(b, st)
+		}
+	})
+	b.Run("StandalonePingOnly", func(b *testing.B) {
+		u, _ := backends.ParseURL(shared.URL)
+		o, err := parseOptions(u)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < b.N; i++ {
+			c := goredis.NewClient(o.node)
+			if err := c.Ping(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+			d := &Store{c: c}
+			d.batch = newBatcher(d)
+			peek(b, backends.New(d, 0))
+		}
+	})
+	b.Run("Cluster3", func(b *testing.B) {
+		u := sharedCluster(b).URL
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			st, err := backends.Open(ctx, u, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			peek(b, st)
+		}
+	})
 }

@@ -133,6 +133,12 @@ func parseOptions(u *url.URL) (*options, error) {
 	if opt.PoolSize == 0 {
 		opt.PoolSize = max(minPoolSize, 10*runtime.GOMAXPROCS(0))
 	}
+	if !q.Has("pipeline_pool_size") {
+		// Pipelines (batched completions, waited writes, List) share
+		// the main pool: go-redis's separate pipeline pool would cost
+		// a wp run process a second connection for a waited write.
+		opt.PipelinePoolSize = -1
+	}
 	opt.DialerRetries = defaultDialAttempts
 	opt.ContextTimeoutEnabled = true
 	// wp talks to plain Redis; skip the extra handshake for managed
@@ -177,11 +183,16 @@ func (o *options) clusterOptions() *goredis.ClusterOptions {
 		ConnMaxIdleTime:          n.ConnMaxIdleTime,
 		ConnMaxLifetime:          n.ConnMaxLifetime,
 		ConnMaxLifetimeJitter:    n.ConnMaxLifetimeJitter,
+		PipelinePoolSize:         n.PipelinePoolSize,
 		ReadBufferSize:           n.ReadBufferSize,
 		WriteBufferSize:          n.WriteBufferSize,
 		TLSConfig:                n.TLSConfig,
 		DisableIdentity:          n.DisableIdentity,
 		MaintNotificationsConfig: n.MaintNotificationsConfig,
+		// wp sends only single-key commands and scripts, which go to
+		// their key's slot. Routing policies would make every process
+		// fetch COMMAND (a reply of tens of KB) before its first call.
+		DisableRoutingPolicies: true,
 	}
 }
 
@@ -210,9 +221,11 @@ func parseInfo(replies ...string) nodeInfo {
 }
 
 // probe connects to the first seed that answers and asks it, in one round
-// trip (a pipeline of INFO replication and INFO cluster, in place of a
-// PING), whether it is a cluster node and whether it is a replica. It
-// returns that seed's client, still open.
+// trip (INFO replication cluster, in place of a PING), whether it is a
+// cluster node and whether it is a replica. It returns that seed's client,
+// still open, whose connection the standalone store goes on using. (Not a
+// pipeline of two INFOs: go-redis runs pipelines on a pool of their own,
+// which would cost a second connection.)
 func (o *options) probe(ctx context.Context) (*goredis.Client, nodeInfo, error) {
 	var errs []string
 	var last error
@@ -220,12 +233,14 @@ func (o *options) probe(ctx context.Context) (*goredis.Client, nodeInfo, error) 
 		opt := *o.node
 		opt.Addr = seed
 		c := goredis.NewClient(&opt)
-		pipe := c.Pipeline()
-		repl := pipe.Info(ctx, "replication")
-		clus := pipe.Info(ctx, "cluster")
-		_, err := pipe.Exec(ctx)
+		info, err := c.Info(ctx, "replication", "cluster").Result()
+		if err != nil && strings.HasPrefix(err.Error(), "ERR") {
+			// Before Redis 7, INFO takes one section: ask for the
+			// default ones, which hold both.
+			info, err = c.Info(ctx).Result()
+		}
 		if err == nil {
-			return c, parseInfo(repl.Val(), clus.Val()), nil
+			return c, parseInfo(info), nil
 		}
 		if strings.Contains(err.Error(), "SELECT is not allowed in cluster mode") {
 			c.Close()
@@ -265,8 +280,7 @@ func (e *seedsError) Unwrap() error { return e.last }
 
 // connect opens the client the URL calls for: a cluster client when the
 // first seed that answers runs in cluster mode, else a client of that
-// server. On a cluster it also reads the slot map and pings every master,
-// so that a cluster that is down is reported here.
+// server. On a cluster it also reads the slot map.
 func (o *options) connect(ctx context.Context) (goredis.UniversalClient, *goredis.ClusterClient, error) {
 	c, ni, err := o.probe(ctx)
 	if err != nil {
@@ -288,12 +302,13 @@ func (o *options) connect(ctx context.Context) (goredis.UniversalClient, *goredi
 		return nil, nil, fmt.Errorf("%s runs in cluster mode, which has only db 0; the URL asks for db %d", o.node.Addr, o.node.DB)
 	}
 	cc := goredis.NewClusterClient(o.clusterOptions())
+	// Read the slot map now (ForEachMaster does), so that a cluster that
+	// does not answer is reported here. The masters are not pinged: the
+	// first call dials its key's master, and each dial would cost a wp
+	// run process a connection handshake.
 	var masters atomic.Int32 // ForEachMaster calls fn concurrently
-	err = cc.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error {
+	err = cc.ForEachMaster(ctx, func(context.Context, *goredis.Client) error {
 		masters.Add(1)
-		if err := m.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("master %s: %w", m.Options().Addr, err)
-		}
 		return nil
 	})
 	if err == nil && masters.Load() == 0 {

@@ -256,18 +256,8 @@ func waitLinkUp(t *testing.T, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := goredis.NewClient(opt)
-	defer c.Close()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		info, err := c.Info(context.Background(), "replication").Result()
-		if err == nil && strings.Contains(info, "master_link_status:up") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("replica %s never synced: %v %s", url, err, info)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := testservers.WaitLinkUp(testCtx(t, time.Minute), opt.Addr); err != nil {
+		t.Fatal(err)
 	}
 }
 
