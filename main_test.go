@@ -121,6 +121,10 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	// redispass PASSWORD: start a redis-server that requires PASSWORD and
 	// point WP_PROGRESS at it (with the password in the URL).
 	"redispass": cmdRedisPass,
+	// rediscluster: start a real 3-master Redis Cluster for this script
+	// and point WP_PROGRESS at its first node; CLUSTER_ADDRS lists every
+	// node, space-separated.
+	"rediscluster": cmdRedisCluster,
 }
 
 func cmdDynalite(ts *testscript.TestScript, neg bool, args []string) {
@@ -461,4 +465,17 @@ func cmdRedisPass(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Defer(r.Stop)
 	ts.Setenv("WP_PROGRESS", "redis://:"+args[0]+"@"+r.Addr+"/0")
 	ts.Setenv("REDIS_ADDR", r.Addr)
+}
+
+func cmdRedisCluster(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 0 {
+		ts.Fatalf("usage: rediscluster")
+	}
+	c, err := testservers.StartRedisCluster(3, 0)
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	ts.Defer(c.Stop)
+	ts.Setenv("WP_PROGRESS", c.URL)
+	ts.Setenv("CLUSTER_ADDRS", strings.Join(c.Addrs, " "))
 }
