@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -72,6 +73,9 @@ func newWPEnv(t *testing.T, wp, store string) *wpEnv {
 	case "redis":
 		e.redis = testservers.StartRedisT(t)
 		e.env = append(e.env, "WP_PROGRESS="+e.redis.URL)
+	case "redis-cluster":
+		c := testservers.StartRedisClusterT(t, 3, 0)
+		e.env = append(e.env, "WP_PROGRESS="+c.URL)
 	case "sqlite":
 		e.env = append(e.env, "WP_PROGRESS=sqlite://"+filepath.Join(e.dir, "progress.db"))
 	case "dynamodb":
@@ -255,7 +259,12 @@ func (e *wpEnv) checkDone(id string, n int) {
 
 // forEachStore runs f as a parallel subtest on every store.
 func forEachStore(t *testing.T, wp string, f func(t *testing.T, e *wpEnv)) {
-	for _, s := range faultStores {
+	forStores(t, wp, faultStores, f)
+}
+
+// forStores runs f as a parallel subtest on each of stores.
+func forStores(t *testing.T, wp string, stores []string, f func(t *testing.T, e *wpEnv)) {
+	for _, s := range stores {
 		t.Run(s, func(t *testing.T) {
 			t.Parallel()
 			f(t, newWPEnv(t, wp, s))
@@ -275,6 +284,7 @@ func TestFault(t *testing.T) {
 		{"StoreOutage", faultStoreOutage},
 		{"SIGTERM", faultSIGTERM},
 		{"CreateInterrupted", faultCreateInterrupted},
+		{"ClusterFailover", faultClusterFailover},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
@@ -324,13 +334,14 @@ func raceEnabled() bool {
 
 // faultDuplicateStorm: a 500-part job, every map message delivered
 // twice, 8 wp run processes at a time in random order: exactly one reduce,
-// nothing pending, the job complete. A delivery may exit 75 when another
-// worker has held the reduce claim for wp run's wait (on a loaded machine
-// the finisher can take that long to publish): watchbot delivers such a
-// message again, and so does this test, until every delivery exits 0.
+// nothing pending, the job complete; on every store, and on a 3-master
+// Redis Cluster. A delivery may exit 75 when another worker has held the
+// reduce claim for wp run's wait (on a loaded machine the finisher can take
+// that long to publish): watchbot delivers such a message again, and so
+// does this test, until every delivery exits 0.
 func faultDuplicateStorm(t *testing.T, wp string) {
 	const n = 500
-	forEachStore(t, wp, func(t *testing.T, e *wpEnv) {
+	forStores(t, wp, append(faultStores[:len(faultStores):len(faultStores)], "redis-cluster"), func(t *testing.T, e *wpEnv) {
 		msgs := e.create("storm", n)
 		deliveries := append(append([]snsfake.Message{}, msgs...), msgs...)
 		rand.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
@@ -714,4 +725,136 @@ func shellStatus(ps *os.ProcessState) int {
 		return 128 + int(ws.Signal())
 	}
 	return ps.ExitCode()
+}
+
+// faultClusterFailover: a Redis Cluster of 3 masters with one replica each,
+// wp told to wait for one replica (?min_replicas=1). A 400-part job, every
+// map message delivered twice, 8 wp run processes at a time; a quarter of
+// the way through, the master serving the job's slot is SIGKILLed. Its
+// replica takes over; the killed node is started again and rejoins as a
+// replica. Then: every wp run exited 0 or 75, and every part that a wp run
+// exited 0 for is complete on the new master (nothing acknowledged was
+// lost). Redelivering what exited 75, as watchbot would, finishes the job
+// with exactly one reduce.
+func faultClusterFailover(t *testing.T, wp string) {
+	const n = 400
+	c := testservers.StartRedisClusterT(t, 3, 1)
+	e := newWPEnv(t, wp, "sqlite") // replaced below: only its SNS and env are used
+	seeds := c.Addrs[0] + "/0?min_replicas=1&replica_timeout=1s"
+	for _, a := range c.Addrs[1:] {
+		seeds += "&addr=" + a
+	}
+	e.store = "redis-cluster"
+	e.env = append(e.env, "WP_PROGRESS=redis://"+seeds)
+	msgs := e.create("failover", n)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	victim, err := c.MasterFor(ctx, "wp:{failover}:job")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	deliveries := append(append([]snsfake.Message{}, msgs...), msgs...)
+	rand.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+	res := make([]result, len(deliveries))
+	idx := make(chan int)
+	var done atomic.Int64
+	killed := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range idx {
+				res[i] = e.run(deliverEnv(deliveries[i]), nil, "run", "--", "true")
+				if done.Add(1) == int64(len(deliveries)/4) {
+					close(killed)
+				}
+			}
+		}()
+	}
+	// The failover runs beside the storm: kill, wait for the replica to
+	// take the slot over, start the killed node again, wait until it has
+	// synced from its new master.
+	failover := make(chan error, 1)
+	go func() {
+		<-killed
+		t0 := time.Now()
+		if err := c.Kill(victim); err != nil {
+			failover <- err
+			return
+		}
+		for {
+			m, err := c.MasterFor(ctx, "wp:{failover}:job")
+			if err == nil && m != victim {
+				t.Logf("%s killed after %d deliveries; %s serves the job's slot %v later", victim, len(deliveries)/4, m, time.Since(t0))
+				break
+			}
+			if ctx.Err() != nil {
+				failover <- fmt.Errorf("no replica took over from %s: %v", victim, err)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := c.Restart(victim); err != nil {
+			failover <- err
+			return
+		}
+		failover <- c.WaitHealthy(ctx)
+	}()
+	for i := range deliveries {
+		idx <- i
+	}
+	close(idx)
+	wg.Wait()
+	if err := <-failover; err != nil {
+		t.Fatal(err)
+	}
+
+	acked := map[int64]bool{}
+	counts := map[int]int{}
+	for i, r := range res {
+		counts[r.code]++
+		switch r.code {
+		case 0:
+			acked[partOf(deliveries[i].Body)] = true
+		case exitRetry:
+		default:
+			t.Errorf("delivery %d (%s) during the failover: %s; want exit 0 or 75", i, deliveries[i].Body, r)
+		}
+	}
+	t.Logf("exit codes of %d deliveries during the failover: %v", len(res), counts)
+	if counts[exitRetry] == 0 {
+		t.Logf("no delivery exited 75: the failover fell between calls")
+	}
+	for _, line := range strings.Fields(e.pending("failover")) {
+		p, err := strconv.ParseInt(line, 10, 64)
+		if err != nil {
+			t.Fatalf("wp pending printed %q", line)
+		}
+		if acked[p] {
+			t.Errorf("part %d is pending after the failover, but a wp run exited 0 for it: an acknowledged completion was lost", p)
+		}
+	}
+	// Watchbot retries what exited 75.
+	var retry []snsfake.Message
+	for p, m := range msgs {
+		if !acked[int64(p)] {
+			retry = append(retry, m)
+		}
+	}
+	for round := 0; len(retry) > 0; round++ {
+		if round == 10 {
+			t.Fatalf("%d messages still exit non-zero after 10 rounds of redelivery", len(retry))
+		}
+		var again []snsfake.Message
+		for i, r := range e.deliver(retry, 8, nil, "true") {
+			if r.code != 0 {
+				again = append(again, retry[i])
+			}
+		}
+		retry = again
+	}
+	e.checkDone("failover", n)
 }
