@@ -36,7 +36,7 @@ func main() {
 	}
 	quick := flag.Bool("quick", false, "fewer runs and smaller sizes (about a minute or two)")
 	out := flag.String("out", "", "where to write the report (default: BENCHMARKS.md in the repository root)")
-	only := flag.String("only", "", "run only the sections whose key matches this regexp (overhead, throughput, create, local); for development, the report says so")
+	only := flag.String("only", "", "run only the sections whose key matches this regexp (overhead, throughput, cluster, create, local); for development, the report says so")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
@@ -129,6 +129,7 @@ func run(quick bool, out, only string) error {
 	}{
 		{"overhead", e.caseOverhead},
 		{"throughput", e.caseThroughput},
+		{"cluster", e.caseCluster},
 		{"create", e.caseCreate},
 		{"local", e.caseLocal},
 	}
