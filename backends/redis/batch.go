@@ -90,18 +90,9 @@ func (b *batcher) complete(ctx context.Context, keys []string, part int64) ([]in
 	}
 }
 
-// touch is completeScript's second argument: "1" makes a duplicate write
-// (wait.go).
-func (b *batcher) touch() string {
-	if b.s.minReplicas > 0 {
-		return "1"
-	}
-	return "0"
-}
-
 // one completes a single request on its own (Run, or a waited write).
 func (b *batcher) one(req *completeReq) {
-	res := b.s.write(req.ctx, completeScript, req.keys, req.part, b.touch())
+	res := b.s.write(req.ctx, completeScript, req.keys, req.part, b.s.touch())
 	r, err := res.cmd.Int64Slice()
 	req.res <- completeRes{r: r, waitErr: res.waitErr, err: err}
 }
@@ -160,7 +151,7 @@ func (b *batcher) run(batch []*completeReq) {
 	pipe := b.s.c.Pipeline()
 	cmds := make([]*goredis.Cmd, len(live))
 	for i, req := range live {
-		cmds[i] = completeScript.EvalSha(ctx, pipe, req.keys, req.part, b.touch())
+		cmds[i] = completeScript.EvalSha(ctx, pipe, req.keys, req.part, b.s.touch())
 	}
 	pipe.Exec(ctx) // errors are read per command below
 	for i, req := range live {

@@ -408,7 +408,26 @@ func expectReplicationErrors(t *testing.T, st *Store) {
 	}
 	isRepl("ClaimReduce", err)
 	isRepl("MarkReduceSent", st.MarkReduceSent(ctx, "few"))
+	// What wp run would succeed on without a write of its own waits too.
+	_, claimed, err = st.ClaimReduce(ctx, "few", time.Minute)
+	if claimed {
+		t.Error("ClaimReduce of a job whose reduce is sent succeeded")
+	}
+	isRepl("ClaimReduce (reduce sent)", err)
+	_, err = st.Peek(ctx, "few")
+	isRepl("Peek (every part complete)", err)
+	// A running job is read without waiting.
+	isRepl("CreateJob", st.CreateJob(ctx, backends.Job{ID: "few-running", Total: 2}))
+	if p, err := st.Peek(ctx, "few-running"); err != nil || p.Remaining != 2 {
+		t.Errorf("Peek of a running job = %+v, %v; want it read without waiting", p, err)
+	}
+	_, err = st.GiveUp(ctx, "few-running", 0, backends.GiveUpInfo{ExitCode: 1, ReceiveCount: 10, At: time.Now()})
+	isRepl("GiveUp", err)
+	_, err = st.GiveUp(ctx, "few-running", 0, backends.GiveUpInfo{ExitCode: 1, ReceiveCount: 10, At: time.Now()})
+	isRepl("GiveUp (duplicate)", err)
 	isRepl("Fail", st.Fail(ctx, "few", "test"))
+	_, err = st.Complete(ctx, "few", 0)
+	isRepl("Complete (job failed)", err)
 	if s, err := st.Status(ctx, "few"); err != nil || !s.Failed {
 		t.Errorf("Status = %+v, %v; want the failed job (reads do not wait)", s, err)
 	}

@@ -39,7 +39,9 @@ type guInfo struct {
 	Stderr       string `json:"e,omitempty"`
 }
 
-// giveUpScript: KEYS job, done, gu, gub; ARGV part, details (JSON). Returns
+// giveUpScript: KEYS job, done, gu, gub; ARGV part, details (JSON), touch
+// (as completeScript's: with min_replicas, a duplicate or a failed job
+// writes a field again with its own value, for WAIT to cover). Returns
 // {code} on error, else {0, finisher, done, duplicate, reduce_sent,
 // failed}. A part whose done bit is set has ended (complete or given up):
 // a duplicate, nothing written. Otherwise the bit is set as for a
@@ -50,12 +52,16 @@ type guInfo struct {
 var giveUpScript = goredis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'tol_limit', 'tol_reason')
 if not h[1] then return {-1} end
-if h[2] == '1' then return {-2} end
+if h[2] == '1' then
+  if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'failed', '1') end
+  return {-2}
+end
 local p = tonumber(ARGV[1])
 if p < 0 or p >= tonumber(h[1]) then return {-3} end
 local rs = 0
 if h[3] == '1' then rs = 1 end
 if redis.call('SETBIT', KEYS[2], p, 1) == 1 then
+  if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'remaining', h[4]) end
   local done = 0
   if tonumber(h[4]) == 0 then done = 1 end
   return {0, 0, done, 1, rs, 0}
@@ -136,7 +142,7 @@ func (s *Store) GiveUp(ctx context.Context, jobID string, part int64, info backe
 	if err != nil {
 		return backends.Completion{}, err
 	}
-	r, err := s.runWrite(ctx, giveUpScript, jobKeys(jobID), part, details).Int64Slice()
+	r, err := s.runWrite(ctx, giveUpScript, jobKeys(jobID), part, details, s.touch()).Int64Slice()
 	if err != nil {
 		return backends.Completion{}, err
 	}

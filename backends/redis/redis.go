@@ -144,8 +144,9 @@ return 1
 
 // completeScript: KEYS job, done, gu, gub; ARGV part, touch. Returns
 // {code} on error, else {0, finisher, done, duplicate, reduce_sent}. With
-// touch "1" (min_replicas) a duplicate writes remaining again with its own
-// value, so that WAIT covers what the reply reports (wait.go). A part whose
+// touch "1" (min_replicas) a duplicate, or a part of a failed job, writes a
+// field again with its own value, so that WAIT covers what the reply
+// reports (wait.go). A part whose
 // bit is set has ended; only when the job has given-up parts (given_up >
 // 0) is the gu hash consulted, so the common duplicate costs what it did:
 // a given-up part is then converted (gu entry and gub bit removed,
@@ -153,7 +154,10 @@ return 1
 var completeScript = goredis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'given_up')
 if not h[1] then return {-1} end
-if h[2] == '1' then return {-2} end
+if h[2] == '1' then
+  if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'failed', '1') end
+  return {-2}
+end
 local p = tonumber(ARGV[1])
 if p < 0 or p >= tonumber(h[1]) then return {-3} end
 local rs = 0
@@ -190,21 +194,27 @@ end
 return 1
 `)
 
-// claimScript: KEYS job; ARGV token, lease ms. Returns -1, 0 (not
+// claimScript: KEYS job; ARGV token, lease ms, touch. Returns -1, 0 (not
 // claimable) or 1 (claimed). A failed job is claimable only with
-// reduce_on_failure.
+// reduce_on_failure. With touch "1" (min_replicas), an unclaimable job
+// writes remaining again with its own value, so that WAIT covers the state
+// that made it unclaimable (reduce sent, another claim) (wait.go).
 var claimScript = goredis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'total', 'remaining', 'failed', 'reduce_sent', 'claim', 'claim_exp', 'reduce_on_failure')
 if not h[1] then return -1 end
-if h[4] == '1' then return 0 end
-if h[3] == '1' then
-  if h[7] ~= '1' then return 0 end
-elseif tonumber(h[2]) ~= 0 then
+local function no()
+  if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'remaining', h[2]) end
   return 0
+end
+if h[4] == '1' then return no() end
+if h[3] == '1' then
+  if h[7] ~= '1' then return no() end
+elseif tonumber(h[2]) ~= 0 then
+  return no()
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if h[5] and h[5] ~= '' and h[6] and tonumber(h[6]) > now then return 0 end
+if h[5] and h[5] ~= '' and h[6] and tonumber(h[6]) > now then return no() end
 redis.call('HSET', KEYS[1], 'claim', ARGV[1], 'claim_exp', string.format('%d', now + tonumber(ARGV[2])))
 return 1
 `)
@@ -498,7 +508,7 @@ func (s *Store) listNode(ctx context.Context, node goredis.Cmdable, seen map[str
 func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (string, bool, error) {
 	ms := max(lease.Milliseconds(), 1)
 	tok := uuid.NewString()
-	n, err := s.runWrite(ctx, claimScript, []string{jobKey(jobID)}, tok, ms).Int64()
+	n, err := s.runWrite(ctx, claimScript, []string{jobKey(jobID)}, tok, ms, s.touch()).Int64()
 	if err != nil {
 		if errors.Is(err, ErrReplication) {
 			// The claim may stand on the master, but a claim a

@@ -12,8 +12,8 @@ import (
 
 // Replication waits. Redis replicates asynchronously: a master acknowledges
 // a write before any replica has it, and a failover can lose it. With
-// ?min_replicas=N, every write that wp reports as done (create, complete,
-// fail, reduce claim, reduce sent) is followed by WAIT N timeout on the same
+// ?min_replicas=N, every write (create, complete, give up, fail, reduce
+// claim, reduce sent, and the rest: runWrite) is followed by WAIT N timeout on the same
 // connection to the same master, in the same pipeline as the write (WAIT
 // cannot run inside a script, and it counts the replicas that acknowledged
 // the connection's last write). If fewer than N replicas acknowledged
@@ -26,7 +26,24 @@ import (
 // last write could be an older one; with min_replicas the complete script
 // then writes the job's remaining count again (the same value), so WAIT
 // covers the state the duplicate reported, including a first completion
-// made by another connection that has not reached the replicas yet.
+// made by another connection that has not reached the replicas yet. (The
+// replication stream is ordered: a replica that acknowledged an offset has
+// every write before it.) The same holds for a completion refused because
+// the job failed, a reduce claim refused because the reduce was sent or
+// claimed, and Peek of a job wp run would skip or find done (peek.go).
+// Every other write (GiveUp, Retry, ReleaseReduce, MarkReduced, Delete)
+// goes through runWrite and waits too; a duplicate GiveUp is covered as a
+// duplicate completion is.
+
+// touch is the scripts' touch argument: "1" makes a script that would
+// write nothing write a field again with its own value, so that WAIT covers
+// the state it reports.
+func (s *Store) touch() string {
+	if s.minReplicas > 0 {
+		return "1"
+	}
+	return "0"
+}
 
 // ErrReplication: a write reached the master but fewer replicas than
 // min_replicas acknowledged it in time.
