@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -125,6 +126,9 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	// and point WP_PROGRESS at its first node; CLUSTER_ADDRS lists every
 	// node, space-separated.
 	"rediscluster": cmdRedisCluster,
+	// redisreplica NAME: start a replica of the script's redis-server,
+	// wait for its first sync, and set NAME to its host:port.
+	"redisreplica": cmdRedisReplica,
 }
 
 func cmdDynalite(ts *testscript.TestScript, neg bool, args []string) {
@@ -478,4 +482,20 @@ func cmdRedisCluster(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Defer(c.Stop)
 	ts.Setenv("WP_PROGRESS", c.URL)
 	ts.Setenv("CLUSTER_ADDRS", strings.Join(c.Addrs, " "))
+}
+
+func cmdRedisReplica(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: redisreplica NAME")
+	}
+	host, port, _ := strings.Cut(ts.Getenv("REDIS_ADDR"), ":")
+	r, err := testservers.StartRedis("--replicaof", host, port)
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	ts.Defer(r.Stop)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ts.Check(testservers.WaitLinkUp(ctx, r.Addr))
+	ts.Setenv(args[0], r.Addr)
 }
