@@ -728,7 +728,7 @@ func shellStatus(ps *os.ProcessState) int {
 }
 
 // faultClusterFailover: a Redis Cluster of 3 masters with one replica each,
-// wp told to wait for one replica (?min_replicas=1). A 400-part job, every
+// wp told to wait for one replica (?min_replicas=1). A 300-part job, every
 // map message delivered twice, 8 wp run processes at a time; a quarter of
 // the way through, the master serving the job's slot is SIGKILLed. Its
 // replica takes over; the killed node is started again and rejoins as a
@@ -737,7 +737,7 @@ func shellStatus(ps *os.ProcessState) int {
 // lost). Redelivering what exited 75, as watchbot would, finishes the job
 // with exactly one reduce.
 func faultClusterFailover(t *testing.T, wp string) {
-	const n = 400
+	const n = 300
 	c := testservers.StartRedisClusterT(t, 3, 1)
 	e := newWPEnv(t, wp, "sqlite") // replaced below: only its SNS and env are used
 	seeds := c.Addrs[0] + "/0?min_replicas=1&replica_timeout=1s"

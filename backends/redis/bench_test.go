@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/wp-tools/wp/backends"
+	"github.com/wp-tools/wp/internal/testservers"
 )
 
 // BenchmarkComplete32 measures part completions per second with 32
@@ -110,4 +112,37 @@ func BenchmarkOpen(b *testing.B) {
 			peek(b, st)
 		}
 	})
+}
+
+// BenchmarkCompleteOne measures one Complete at a time (the latency a lone
+// wp run pays) on a primary with one replica, without and with a
+// replication wait (?min_replicas=1), and on a 3-master cluster.
+//
+//	go test ./backends/redis -run XXX -bench CompleteOne -benchtime 5000x -count 5
+func BenchmarkCompleteOne(b *testing.B) {
+	ctx := context.Background()
+	primary := testservers.StartRedisT(b)
+	host, port, _ := strings.Cut(primary.Addr, ":")
+	replica := testservers.StartRedisT(b, "--replicaof", host, port)
+	if err := testservers.WaitLinkUp(ctx, replica.Addr); err != nil {
+		b.Fatal(err)
+	}
+	for _, v := range []struct{ name, url string }{
+		{"Primary", primary.URL},
+		{"PrimaryWait", primary.URL + "?min_replicas=1&replica_timeout=1s"},
+		{"Cluster3", sharedCluster(b).URL},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			st := openURL(b, v.url)
+			if err := st.CreateJob(ctx, backends.Job{ID: "one", Total: int64(b.N)}); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := st.Complete(ctx, "one", int64(i)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
