@@ -432,3 +432,33 @@ func expectReplicationErrors(t *testing.T, st *Store) {
 		t.Errorf("Status = %+v, %v; want the failed job (reads do not wait)", s, err)
 	}
 }
+
+// TestClusterWait: on 3 masters with one replica each, through a URL whose
+// seed is a replica, with ?min_replicas=1: the conformance suite, and
+// batched completions of many jobs (one pipeline and one WAIT per master).
+func TestClusterWait(t *testing.T) {
+	cl := testservers.StartRedisClusterT(t, 3, 1)
+	ctx := testCtx(t, time.Minute)
+	var seed string
+	for _, a := range cl.Addrs {
+		c := goredis.NewClient(&goredis.Options{Addr: a})
+		info, err := c.Info(ctx, "replication").Result()
+		c.Close()
+		if err == nil && strings.Contains(info, "role:slave") {
+			seed = a
+			break
+		}
+	}
+	if seed == "" {
+		t.Fatal("no replica in the cluster")
+	}
+	u := "redis://" + seed + "/0?min_replicas=1&replica_timeout=2s"
+	backendtest.Run(t, func(t *testing.T) *backends.Store {
+		st := openURL(t, u)
+		if !st.Cluster() {
+			t.Fatal("a replica seed of a cluster did not pick the cluster client")
+		}
+		return backends.New(st, time.Minute)
+	})
+	batchAcrossSlots(t, openURL(t, u))
+}

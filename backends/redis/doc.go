@@ -3,11 +3,22 @@
 //
 //	redis://[[user]:password@]host[:port][/db][?option=value&...]
 //	rediss://:password@host:6380/2
+//	redis://10.0.0.1:6379/0?addr=10.0.0.2:6379&addr=10.0.0.3:6379
+//	rediss://:password@clustercfg.example.cache.amazonaws.com:6379/0?min_replicas=1&replica_timeout=500ms
 //
 // The URL is read by go-redis's ParseURL, so its query options work
 // (dial_timeout, read_timeout, write_timeout, max_retries, pool_size, ...,
 // skip_verify for rediss); an unknown option is an error. Errors never
-// contain the password.
+// contain the password. wp reads three options itself (client.go):
+//
+//   - addr=host:port, any number of times: more seed nodes of a Redis
+//     Cluster, tried in order after the URL's host when it does not answer
+//     (go-redis's ParseClusterURL convention). On a standalone server it is
+//     an error.
+//   - min_replicas=N: every write wp reports as done waits until N replicas
+//     have it (WAIT), or fails; see "Replication waits" below.
+//   - replica_timeout=D: how long that wait may take (default 1s; shorter
+//     than read_timeout; only with min_replicas).
 //
 // # Failing fast
 //
@@ -15,10 +26,11 @@
 // (dial_timeout, with 2 dial attempts), every command waits at most 5s for
 // its reply (read_timeout, write_timeout), and a command that failed on the
 // network is retried at most twice (max_retries=2). Deadlines of the caller's
-// context are honoured too. Open sends PING with the caller's context, capped
-// at 10s when that context has no earlier deadline, so an unreachable or
-// wrong URL is reported by Open in bounded time instead of by the first
-// Complete. A server that accepts connections but stops answering makes a
+// context are honoured too. Open sends INFO replication cluster (in place
+// of the PING it used to send: the same one round trip) with the caller's
+// context, capped at 10s when that context has no earlier deadline, so an
+// unreachable or wrong URL is reported by Open in bounded time instead of
+// by the first Complete. A server that accepts connections but stops answering makes a
 // call fail after about 15s (three 5s reads) at most.
 //
 // The pool holds up to max(64, 10*GOMAXPROCS) connections so that dozens of
@@ -99,19 +111,66 @@
 // AutoPipeline was tried and not used: it is marked experimental and, with
 // the server stopped, kept a call with a 2s context deadline waiting 30s.
 //
-// # Listing and Redis Cluster
+// # Listing
 //
 // List walks the keyspace with SCAN MATCH wp:{*}:job COUNT 1000 and reads
 // each page's jobs with one pipeline of HGETALL. Job ids cannot hold glob or
 // hash-tag characters (backends.ValidateJobID refuses them), so the pattern
 // matches exactly wp's job hashes. SCAN may return a key twice while Redis
 // resizes its table, so List remembers the ids it has passed on (memory grows
-// with the number of jobs, not of parts).
+// with the number of jobs, not of parts). On a cluster it scans every master
+// in turn (ClusterClient.ForEachMaster; a SCAN sees only its own node's
+// keys), with the same memory of ids, so a job is listed once.
 //
-// This package connects to one Redis server (a standalone server or a
-// primary). The key layout is ready for Redis Cluster, but a cluster client
-// would have to run List's SCAN on every master (ClusterClient.ForEachMaster):
-// SCAN on one node sees only that node's keys.
+// # Redis Cluster
+//
+// Open asks the first seed that answers (the URL's host, then each addr=)
+// for INFO replication cluster. cluster_enabled:1 selects go-redis's
+// ClusterClient, seeded with every seed and carrying the URL's TLS
+// settings, credentials, timeouts, retries and pool size (per node); it
+// then reads the slot map (CLUSTER SLOTS), so a cluster that does not
+// answer is reported by Open. A URL that names any node works, a replica
+// included (an ElastiCache or MemoryDB configuration endpoint is a name
+// for some node; no such service was tried in wp's tests). A
+// cluster has only db 0; another db is an error. A standalone server keeps
+// the single-node client and pays nothing for the detection (INFO replaces
+// PING). A standalone replica is refused (every write would fail there).
+// Routing policies are off (DisableRoutingPolicies): wp sends only
+// single-key commands and scripts, and the policies would make every
+// process fetch COMMAND first.
+//
+// Everything holds on a cluster as on one server, because every key of a
+// job is in one slot: each script still runs atomically on the job's
+// master, so the one-finisher guarantee and the reduce claim are unchanged.
+// A job's throughput is one master's: a cluster spreads jobs, not the parts
+// of one job. Batched completions (batch.go) go out as go-redis's cluster
+// pipeline, which splits by node; a MOVED or ASK reply (a resharding, a
+// failover) is followed by the cluster client.
+//
+// # Replication waits
+//
+// Redis replicates asynchronously: a write a master acknowledged and then
+// lost in a failover is gone. For wp that means a completion reported to
+// wp run (which exits 0, so watchbot deletes the message) can vanish, and
+// its part stays pending forever; or a job's creation, failure or reduce
+// claim can vanish. With min_replicas=N, CreateJob, Complete (lone and
+// batched), Fail, ClaimReduce and MarkReduceSent send WAIT N timeout after
+// the script, in one pipeline on one connection to the key's master (WAIT
+// cannot run inside a script and counts the acknowledgements of its own
+// connection's last write; on a cluster the master is found with
+// MasterForKey). Fewer than N acknowledgements within replica_timeout is an
+// error wrapping ErrReplication: the write stands on the master but wp run
+// exits 75, so the message is retried, and the retry is a harmless
+// duplicate. wait.go says how reads and refused writes that wp run succeeds
+// on are covered too.
+//
+// Without min_replicas, a completion acknowledged by a master that dies
+// before its replica has it is lost in the failover: the part is pending
+// again after watchbot deleted its message, and the job never ends (wp
+// pending shows the part; re-deliver it by hand). With min_replicas=1 and
+// one replica per master, a master that dies leaves its slots to a replica
+// with no replica of its own: writes to those slots fail (exit 75) until
+// another replica syncs, for example the old master restarted.
 //
 // Jobs written by watchbot-progress-py ({jobid}-metadata and {jobid}-parts)
 // are not read by this store.
