@@ -114,12 +114,12 @@ func BenchmarkOpen(b *testing.B) {
 	})
 }
 
-// BenchmarkCompleteOne measures one Complete at a time (the latency a lone
+// BenchmarkWaitLatency measures one Complete at a time (the latency a lone
 // wp run pays) on a primary with one replica, without and with a
 // replication wait (?min_replicas=1), and on a 3-master cluster.
 //
-//	go test ./backends/redis -run XXX -bench CompleteOne -benchtime 5000x -count 5
-func BenchmarkCompleteOne(b *testing.B) {
+//	go test ./backends/redis -run XXX -bench WaitLatency -benchtime 5000x -count 5
+func BenchmarkWaitLatency(b *testing.B) {
 	ctx := context.Background()
 	primary := testservers.StartRedisT(b)
 	host, port, _ := strings.Cut(primary.Addr, ":")
