@@ -462,3 +462,22 @@ func TestClusterWait(t *testing.T) {
 	})
 	batchAcrossSlots(t, openURL(t, u))
 }
+
+// TestNoInfoPermission: a user whose ACL denies INFO still connects (Open
+// falls back to PING and the single-node client).
+func TestNoInfoPermission(t *testing.T) {
+	const pw = "Acl-pw-3391"
+	srv := testservers.StartRedisT(t, "--user", "worker", "on", ">"+pw, "~*", "&*", "+@all", "-info")
+	st, err := backends.Open(testCtx(t, time.Minute), "redis://worker:"+pw+"@"+srv.Addr+"/0", time.Minute)
+	if err != nil {
+		t.Fatalf("Open as a user without +info: %v", err)
+	}
+	defer st.Close()
+	ctx := testCtx(t, time.Minute)
+	if err := st.CreateJob(ctx, backends.Job{ID: "acl", Total: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := st.Complete(ctx, "acl", 0); err != nil || !c.Finisher {
+		t.Errorf("Complete = %+v, %v; want the finisher", c, err)
+	}
+}
