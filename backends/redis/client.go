@@ -290,7 +290,7 @@ func (o *options) connect(ctx context.Context) (goredis.UniversalClient, *goredi
 		switch {
 		case ni.replica:
 			c.Close()
-			return nil, nil, fmt.Errorf("%s is a read-only replica of %s: point the URL at the primary", o.node.Addr, ni.master)
+			return nil, nil, fmt.Errorf("%s is a read-only replica of %s: point the URL at the primary", c.Options().Addr, ni.master)
 		case len(o.seeds) > 1:
 			c.Close()
 			return nil, nil, fmt.Errorf("%s= names more nodes of a Redis Cluster, but %s is not in cluster mode", optAddr, c.Options().Addr)
