@@ -481,3 +481,28 @@ func TestNoInfoPermission(t *testing.T) {
 		t.Errorf("Complete = %+v, %v; want the finisher", c, err)
 	}
 }
+
+// TestClusterPassword: the URL's password reaches every node of a cluster
+// whose nodes all require it; a wrong one is an error that does not show
+// it.
+func TestClusterPassword(t *testing.T) {
+	const pw, wrong = "Clu-pw-8120", "Clu-wrong-4471"
+	c, err := testservers.StartRedisClusterWithPassword(3, 0, pw)
+	if err != nil {
+		t.Fatalf("start a 3-master redis cluster with a password: %v", err)
+	}
+	t.Cleanup(c.Stop)
+	st := openURL(t, c.URL)
+	if !st.Cluster() {
+		t.Fatal("not a cluster client")
+	}
+	batchAcrossSlots(t, st)
+	_, err = backends.Open(testCtx(t, time.Minute), "redis://:"+wrong+"@"+c.Addrs[1]+"/0", 0)
+	if err == nil {
+		t.Fatal("Open with a wrong password succeeded")
+	}
+	if strings.Contains(err.Error(), wrong) {
+		t.Errorf("error %q holds the password", err)
+	}
+	t.Logf("wrong password: %v", err)
+}

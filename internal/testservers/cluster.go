@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,17 +27,19 @@ type Cluster struct {
 	// then replicas (redis-cli --cluster create assigns them so).
 	Addrs []string
 
-	mu    sync.Mutex
-	nodes map[string]*clusterNode
-	dir   string
+	mu       sync.Mutex
+	nodes    map[string]*clusterNode
+	dir      string
+	password string
 }
 
 type clusterNode struct {
-	addr   string
-	port   int
-	dir    string
-	cmd    *exec.Cmd
-	exited chan struct{}
+	addr     string
+	password string
+	port     int
+	dir      string
+	cmd      *exec.Cmd
+	exited   chan struct{}
 }
 
 // clusterNodeTimeout is --cluster-node-timeout: how long a master may be
@@ -51,6 +54,13 @@ const clusterNodeTimeout = "1500"
 // replica can be promoted at once. No persistence; Stop kills every node and
 // removes their files.
 func StartRedisCluster(masters, replicas int) (*Cluster, error) {
+	return StartRedisClusterWithPassword(masters, replicas, "")
+}
+
+// StartRedisClusterWithPassword is StartRedisCluster with every node
+// requiring password (requirepass, and masterauth for its replicas); URL
+// then holds it.
+func StartRedisClusterWithPassword(masters, replicas int, password string) (*Cluster, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("redis-server not found: %s", redisInstall)
@@ -61,7 +71,7 @@ func StartRedisCluster(masters, replicas int) (*Cluster, error) {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		c, err := startCluster(bin, cli, masters, replicas)
+		c, err := startCluster(bin, cli, masters, replicas, password)
 		if err == nil {
 			return c, nil
 		}
@@ -83,12 +93,12 @@ func StartRedisClusterT(t testing.TB, masters, replicas int) *Cluster {
 	return c
 }
 
-func startCluster(bin, cli string, masters, replicas int) (*Cluster, error) {
+func startCluster(bin, cli string, masters, replicas int, password string) (*Cluster, error) {
 	dir, err := os.MkdirTemp("", "wp-redis-cluster-")
 	if err != nil {
 		return nil, fmt.Errorf("make cluster directory: %w", err)
 	}
-	c := &Cluster{nodes: map[string]*clusterNode{}, dir: dir}
+	c := &Cluster{nodes: map[string]*clusterNode{}, dir: dir, password: password}
 	ok := false
 	defer func() {
 		if !ok {
@@ -101,9 +111,10 @@ func startCluster(bin, cli string, masters, replicas int) (*Cluster, error) {
 			return nil, err
 		}
 		n := &clusterNode{
-			addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-			port: port,
-			dir:  filepath.Join(dir, strconv.Itoa(port)),
+			addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+			password: password,
+			port:     port,
+			dir:      filepath.Join(dir, strconv.Itoa(port)),
 		}
 		if err := os.Mkdir(n.dir, 0o700); err != nil {
 			return nil, err
@@ -116,6 +127,9 @@ func startCluster(bin, cli string, masters, replicas int) (*Cluster, error) {
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs...)
 	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
+	if password != "" {
+		args = append(args, "-a", password, "--no-auth-warning")
+	}
 	out, err := exec.Command(cli, args...).CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("redis-cli --cluster create: %v\n%s", err, out)
@@ -126,6 +140,9 @@ func startCluster(bin, cli string, masters, replicas int) (*Cluster, error) {
 		return nil, err
 	}
 	c.URL = "redis://" + c.Addrs[0] + "/0"
+	if password != "" {
+		c.URL = "redis://:" + url.QueryEscape(password) + "@" + c.Addrs[0] + "/0"
+	}
 	ok = true
 	return c, nil
 }
@@ -161,7 +178,7 @@ func (n *clusterNode) start(bin string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin,
+	args := []string{
 		"--port", strconv.Itoa(n.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -172,7 +189,11 @@ func (n *clusterNode) start(bin string) error {
 		"--cluster-node-timeout", clusterNodeTimeout,
 		"--repl-diskless-sync", "yes",
 		"--repl-diskless-sync-delay", "0",
-	)
+	}
+	if n.password != "" {
+		args = append(args, "--requirepass", n.password, "--masterauth", n.password)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {
@@ -248,7 +269,7 @@ func (c *Cluster) Restart(addr string) error {
 // MasterFor is the address of the master that serves key now, as the live
 // nodes see it.
 func (c *Cluster) MasterFor(ctx context.Context, key string) (string, error) {
-	cc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: c.liveAddrs()})
+	cc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: c.liveAddrs(), Password: c.password})
 	defer cc.Close()
 	m, err := cc.MasterForKey(ctx, key)
 	if err != nil {
@@ -296,7 +317,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 // unhealthy says what is not yet right, or "".
 func (c *Cluster) unhealthy(ctx context.Context) string {
 	for _, addr := range c.liveAddrs() {
-		cl := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
+		cl := goredis.NewClient(&goredis.Options{Addr: addr, Password: c.password, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
 		info, err := cl.ClusterInfo(ctx).Result()
 		if err != nil {
 			cl.Close()
