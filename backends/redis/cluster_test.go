@@ -487,7 +487,7 @@ func TestNoInfoPermission(t *testing.T) {
 // it.
 func TestClusterPassword(t *testing.T) {
 	const pw, wrong = "Clu-pw-8120", "Clu-wrong-4471"
-	c, err := testservers.StartRedisClusterWithPassword(3, 0, pw)
+	c, err := testservers.StartRedisClusterWith(testservers.ClusterOptions{Masters: 3, Password: pw})
 	if err != nil {
 		t.Fatalf("start a 3-master redis cluster with a password: %v", err)
 	}

@@ -57,7 +57,9 @@ func testPKI(t *testing.T, dir, name string) (ca, cert, key string) {
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		// Client auth too: cluster nodes present it to each other on
+		// the TLS cluster bus, which requires client certificates.
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
 	if err != nil {
@@ -159,6 +161,29 @@ func TestTLSPassword(t *testing.T) {
 		}
 		t.Logf("%s: %v", b.name, err)
 	}
+
+	// A cluster whose nodes serve only TLS (to each other too) and
+	// require the password, with a certificate from the trusted CA: the
+	// cluster client carries the URL's TLS settings and password to
+	// every node.
+	t.Run("Cluster", func(t *testing.T) {
+		c, err := testservers.StartRedisClusterWith(testservers.ClusterOptions{
+			Masters: 3, Password: pw,
+			TLSCert: filepath.Join(dir, "trusted-cert.pem"), TLSKey: filepath.Join(dir, "trusted-key.pem"), TLSCA: ca,
+		})
+		if err != nil {
+			t.Fatalf("start a TLS redis cluster: %v", err)
+		}
+		t.Cleanup(c.Stop)
+		if !strings.HasPrefix(c.URL, "rediss://") {
+			t.Fatalf("cluster URL %s is not rediss://", backends.Redact(c.URL))
+		}
+		st := openURL(t, c.URL)
+		if !st.Cluster() {
+			t.Fatal("not a cluster client")
+		}
+		batchAcrossSlots(t, st)
+	})
 
 	// skip_verify=true (go-redis's option) connects without trusting the CA.
 	u = "rediss://:" + pw + "@" + otherAddr + "/0?skip_verify=true"

@@ -2,6 +2,8 @@ package testservers
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -27,19 +29,34 @@ type Cluster struct {
 	// then replicas (redis-cli --cluster create assigns them so).
 	Addrs []string
 
-	mu       sync.Mutex
-	nodes    map[string]*clusterNode
-	dir      string
-	password string
+	mu    sync.Mutex
+	nodes map[string]*clusterNode
+	dir   string
+	opt   ClusterOptions
+	tls   *tls.Config // how the harness itself reaches TLS nodes
+}
+
+// ClusterOptions say what cluster StartRedisClusterWith starts.
+type ClusterOptions struct {
+	Masters, Replicas int // replicas of each master
+	// Password: every node requires it (requirepass, and masterauth for
+	// its replicas); URL holds it.
+	Password string
+	// TLSCert, TLSKey, TLSCA: the nodes serve only TLS, with this
+	// certificate (for 127.0.0.1, valid for server and client auth: the
+	// cluster bus is mutual TLS), to clients and to each other
+	// (tls-cluster, tls-replication), and URL is rediss://.
+	TLSCert, TLSKey, TLSCA string
 }
 
 type clusterNode struct {
-	addr     string
-	password string
-	port     int
-	dir      string
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	addr   string
+	opt    *ClusterOptions
+	tls    *tls.Config
+	port   int
+	dir    string
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // clusterNodeTimeout is --cluster-node-timeout: how long a master may be
@@ -54,13 +71,11 @@ const clusterNodeTimeout = "1500"
 // replica can be promoted at once. No persistence; Stop kills every node and
 // removes their files.
 func StartRedisCluster(masters, replicas int) (*Cluster, error) {
-	return StartRedisClusterWithPassword(masters, replicas, "")
+	return StartRedisClusterWith(ClusterOptions{Masters: masters, Replicas: replicas})
 }
 
-// StartRedisClusterWithPassword is StartRedisCluster with every node
-// requiring password (requirepass, and masterauth for its replicas); URL
-// then holds it.
-func StartRedisClusterWithPassword(masters, replicas int, password string) (*Cluster, error) {
+// StartRedisClusterWith is StartRedisCluster with a password or TLS.
+func StartRedisClusterWith(o ClusterOptions) (*Cluster, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("redis-server not found: %s", redisInstall)
@@ -71,7 +86,7 @@ func StartRedisClusterWithPassword(masters, replicas int, password string) (*Clu
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		c, err := startCluster(bin, cli, masters, replicas, password)
+		c, err := startCluster(bin, cli, o)
 		if err == nil {
 			return c, nil
 		}
@@ -93,28 +108,38 @@ func StartRedisClusterT(t testing.TB, masters, replicas int) *Cluster {
 	return c
 }
 
-func startCluster(bin, cli string, masters, replicas int, password string) (*Cluster, error) {
+func startCluster(bin, cli string, o ClusterOptions) (*Cluster, error) {
 	dir, err := os.MkdirTemp("", "wp-redis-cluster-")
 	if err != nil {
 		return nil, fmt.Errorf("make cluster directory: %w", err)
 	}
-	c := &Cluster{nodes: map[string]*clusterNode{}, dir: dir, password: password}
+	c := &Cluster{nodes: map[string]*clusterNode{}, dir: dir, opt: o}
+	if o.TLSCA != "" {
+		pem, err := os.ReadFile(o.TLSCA)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		c.tls = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	}
 	ok := false
 	defer func() {
 		if !ok {
 			c.Stop()
 		}
 	}()
-	for i := 0; i < masters*(1+replicas); i++ {
+	for i := 0; i < o.Masters*(1+o.Replicas); i++ {
 		port, err := clusterPort()
 		if err != nil {
 			return nil, err
 		}
 		n := &clusterNode{
-			addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-			password: password,
-			port:     port,
-			dir:      filepath.Join(dir, strconv.Itoa(port)),
+			addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+			opt:  &c.opt,
+			tls:  c.tls,
+			port: port,
+			dir:  filepath.Join(dir, strconv.Itoa(port)),
 		}
 		if err := os.Mkdir(n.dir, 0o700); err != nil {
 			return nil, err
@@ -126,23 +151,32 @@ func startCluster(bin, cli string, masters, replicas int, password string) (*Clu
 		c.Addrs = append(c.Addrs, n.addr)
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs...)
-	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
-	if password != "" {
-		args = append(args, "-a", password, "--no-auth-warning")
+	args = append(args, "--cluster-replicas", strconv.Itoa(o.Replicas), "--cluster-yes")
+	if o.Password != "" {
+		args = append(args, "-a", o.Password, "--no-auth-warning")
 	}
-	out, err := exec.Command(cli, args...).CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("redis-cli --cluster create: %v\n%s", err, out)
+	if o.TLSCA != "" {
+		args = append(args, "--tls", "--cacert", o.TLSCA)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// redis-cli waits for the nodes to join for as long as it takes
+	// (forever when their cluster bus cannot connect): bound it.
+	out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("redis-cli --cluster create: %v\n%s", err, lastLines(out, 5))
+	}
 	if err := c.WaitHealthy(ctx); err != nil {
 		return nil, err
 	}
-	c.URL = "redis://" + c.Addrs[0] + "/0"
-	if password != "" {
-		c.URL = "redis://:" + url.QueryEscape(password) + "@" + c.Addrs[0] + "/0"
+	scheme, auth := "redis://", ""
+	if o.TLSCA != "" {
+		scheme = "rediss://"
 	}
+	if o.Password != "" {
+		auth = ":" + url.QueryEscape(o.Password) + "@"
+	}
+	c.URL = scheme + auth + c.Addrs[0] + "/0"
 	ok = true
 	return c, nil
 }
@@ -179,7 +213,6 @@ func (n *clusterNode) start(bin string) error {
 		return err
 	}
 	args := []string{
-		"--port", strconv.Itoa(n.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
@@ -190,8 +223,15 @@ func (n *clusterNode) start(bin string) error {
 		"--repl-diskless-sync", "yes",
 		"--repl-diskless-sync-delay", "0",
 	}
-	if n.password != "" {
-		args = append(args, "--requirepass", n.password, "--masterauth", n.password)
+	if n.opt.Password != "" {
+		args = append(args, "--requirepass", n.opt.Password, "--masterauth", n.opt.Password)
+	}
+	if n.opt.TLSCA != "" {
+		args = append(args, "--port", "0", "--tls-port", strconv.Itoa(n.port),
+			"--tls-cert-file", n.opt.TLSCert, "--tls-key-file", n.opt.TLSKey, "--tls-ca-cert-file", n.opt.TLSCA,
+			"--tls-auth-clients", "no", "--tls-cluster", "yes", "--tls-replication", "yes")
+	} else {
+		args = append(args, "--port", strconv.Itoa(n.port))
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = logFile
@@ -207,12 +247,39 @@ func (n *clusterNode) start(bin string) error {
 		close(exited)
 	}()
 	n.cmd, n.exited = cmd, exited
-	if err := waitRedis(n.addr, exited, 10*time.Second); err != nil {
+	wait := waitRedis
+	if n.tls != nil {
+		wait = n.waitTLS
+	}
+	if err := wait(n.addr, exited, 10*time.Second); err != nil {
 		log, _ := os.ReadFile(filepath.Join(n.dir, "redis.log"))
 		n.kill()
 		return fmt.Errorf("redis-server (cluster node) on %s: %w; its log ends: %s", n.addr, err, lastLine(log))
 	}
 	return nil
+}
+
+// waitTLS waits until a TLS node answers PING (waitRedis speaks plain
+// TCP).
+func (n *clusterNode) waitTLS(addr string, exited <-chan struct{}, timeout time.Duration) error {
+	c := goredis.NewClient(&goredis.Options{Addr: addr, Password: n.opt.Password, TLSConfig: n.tls, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
+	defer c.Close()
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case <-exited:
+			return errors.New("redis-server exited before it answered (port taken, or a bad argument)")
+		default:
+		}
+		err := c.Ping(context.Background()).Err()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no answer to PING over TLS within %v: %w", timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (n *clusterNode) kill() {
@@ -269,7 +336,7 @@ func (c *Cluster) Restart(addr string) error {
 // MasterFor is the address of the master that serves key now, as the live
 // nodes see it.
 func (c *Cluster) MasterFor(ctx context.Context, key string) (string, error) {
-	cc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: c.liveAddrs(), Password: c.password})
+	cc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: c.liveAddrs(), Password: c.opt.Password, TLSConfig: c.tls})
 	defer cc.Close()
 	m, err := cc.MasterForKey(ctx, key)
 	if err != nil {
@@ -317,7 +384,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 // unhealthy says what is not yet right, or "".
 func (c *Cluster) unhealthy(ctx context.Context) string {
 	for _, addr := range c.liveAddrs() {
-		cl := goredis.NewClient(&goredis.Options{Addr: addr, Password: c.password, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
+		cl := goredis.NewClient(&goredis.Options{Addr: addr, Password: c.opt.Password, TLSConfig: c.tls, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
 		info, err := cl.ClusterInfo(ctx).Result()
 		if err != nil {
 			cl.Close()
@@ -363,4 +430,13 @@ func WaitLinkUp(ctx context.Context, addr string) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// lastLines is the last n lines of out.
+func lastLines(out []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
