@@ -127,7 +127,8 @@
 // Open asks the first seed that answers (the URL's host, then each addr=)
 // for INFO replication cluster. cluster_enabled:1 selects go-redis's
 // ClusterClient, seeded with every seed and carrying the URL's TLS
-// settings, credentials, timeouts, retries and pool size (per node); it
+// settings, credentials, timeouts, retries and pool size (per node; a
+// cluster that serves only TLS and requires a password is tested); it
 // then reads the slot map (CLUSTER SLOTS), so a cluster that does not
 // answer is reported by Open. A URL that names any node works, a replica
 // included (an ElastiCache or MemoryDB configuration endpoint is a name
