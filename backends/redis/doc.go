@@ -154,9 +154,10 @@
 // lost in a failover is gone. For wp that means a completion reported to
 // wp run (which exits 0, so watchbot deletes the message) can vanish, and
 // its part stays pending forever; or a job's creation, failure or reduce
-// claim can vanish. With min_replicas=N, CreateJob, Complete (lone and
-// batched), Fail, ClaimReduce and MarkReduceSent send WAIT N timeout after
-// the script, in one pipeline on one connection to the key's master (WAIT
+// claim can vanish. With min_replicas=N, every write (CreateJob, Complete
+// lone and batched, GiveUp, Fail, ClaimReduce, MarkReduceSent and the rest)
+// sends WAIT N timeout after its script, in one pipeline on one connection
+// to the key's master (WAIT
 // cannot run inside a script and counts the acknowledgements of its own
 // connection's last write; on a cluster the master is found with
 // MasterForKey). Fewer than N acknowledgements within replica_timeout is an
