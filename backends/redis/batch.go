@@ -193,14 +193,22 @@ func (b *batcher) runWaited(live []*completeReq) {
 			w := b.s.waitIn(ctx, pipe)
 			pipe.Exec(ctx) // errors are read per command below
 			waitErr := b.s.checkWait(node, w)
+			var again sync.WaitGroup
 			for i, req := range reqs {
 				r, err := cmds[i].Int64Slice()
 				if err != nil && (isNoScript(err) || isRedirect(err)) {
-					b.one(req)
+					// Alone, and side by side: after a failover
+					// each may wait for the new slot map.
+					again.Add(1)
+					go func() {
+						defer again.Done()
+						b.one(req)
+					}()
 					continue
 				}
 				req.res <- completeRes{r: r, waitErr: waitErr, err: err}
 			}
+			again.Wait()
 		}()
 	}
 	wg.Wait()

@@ -13,8 +13,9 @@ import (
 // Replication waits. Redis replicates asynchronously: a master acknowledges
 // a write before any replica has it, and a failover can lose it. With
 // ?min_replicas=N, every write (create, complete, give up, fail, reduce
-// claim, reduce sent, and the rest: runWrite) is followed by WAIT N timeout on the same
-// connection to the same master, in the same pipeline as the write (WAIT
+// claim, reduce sent, and the rest: runWrite) is followed by WAIT N
+// timeout on the same connection to the same master, in the same pipeline
+// as the write (WAIT
 // cannot run inside a script, and it counts the replicas that acknowledged
 // the connection's last write). If fewer than N replicas acknowledged
 // within replica_timeout, the call returns an error wrapping
