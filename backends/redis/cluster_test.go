@@ -506,3 +506,121 @@ func TestClusterPassword(t *testing.T) {
 	}
 	t.Logf("wrong password: %v", err)
 }
+
+// TestClusterFailover: one long-lived store (as in wp local) with
+// ?min_replicas=1 on 3 masters with a replica each; 32 goroutines complete
+// the parts of a job, every part twice, while the job's master is
+// SIGKILLed, its replica takes over and the killed node is started again
+// (it rejoins as the new master's replica, so waited writes succeed again).
+// Every part whose completion succeeded is complete afterwards; the same
+// store, still open, completes the rest; there is never more than one
+// finisher.
+func TestClusterFailover(t *testing.T) {
+	const total = 2000
+	cl := testservers.StartRedisClusterT(t, 3, 1)
+	u := cl.URL + "?min_replicas=1&replica_timeout=200ms"
+	for _, a := range cl.Addrs[1:] {
+		u += "&addr=" + a
+	}
+	st := openURL(t, u)
+	ctx := testCtx(t, 5*time.Minute)
+	if err := st.CreateJob(ctx, backends.Job{ID: "fo", Total: total}); err != nil {
+		t.Fatal(err)
+	}
+	victim, err := cl.MasterFor(ctx, jobKey("fo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := make(chan int64, 2*total)
+	for p := int64(0); p < total; p++ {
+		work <- p
+		work <- p
+	}
+	close(work)
+	var acked [total]atomic.Bool
+	var finishers, fails, calls atomic.Int64
+	killed := make(chan struct{})
+	failover := make(chan error, 1)
+	go func() {
+		<-killed
+		t0 := time.Now()
+		if err := cl.Kill(victim); err != nil {
+			failover <- err
+			return
+		}
+		for {
+			m, err := cl.MasterFor(ctx, jobKey("fo"))
+			if err == nil && m != victim {
+				t.Logf("%s killed; %s serves the job's slot %v later", victim, m, time.Since(t0))
+				break
+			}
+			if ctx.Err() != nil {
+				failover <- fmt.Errorf("no replica took over from %s: %v", victim, err)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := cl.Restart(victim); err != nil {
+			failover <- err
+			return
+		}
+		failover <- cl.WaitHealthy(ctx)
+	}()
+	var wg sync.WaitGroup
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range work {
+				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				c, err := st.Complete(cctx, "fo", p)
+				cancel()
+				if calls.Add(1) == total/2 {
+					close(killed)
+				}
+				if err != nil {
+					fails.Add(1)
+					continue
+				}
+				acked[p].Store(true)
+				if c.Finisher {
+					finishers.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := <-failover; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d calls, %d failed", calls.Load(), fails.Load())
+	pend := map[int64]bool{}
+	if err := st.Pending(ctx, "fo", func(p int64) error { pend[p] = true; return nil }); err != nil {
+		t.Fatalf("Pending after the failover: %v", err)
+	}
+	for p := range pend {
+		if acked[p].Load() {
+			t.Errorf("part %d is pending after the failover, but its completion succeeded", p)
+		}
+	}
+	// The same store, still open, finishes the job.
+	for p := range pend {
+		c, err := st.Complete(ctx, "fo", p)
+		if err != nil {
+			t.Fatalf("Complete(%d) after the failover: %v", p, err)
+		}
+		if c.Finisher {
+			finishers.Add(1)
+		}
+	}
+	s, err := st.Status(ctx, "fo")
+	if err != nil || s.Remaining != 0 {
+		t.Fatalf("Status = %+v, %v; want 0 remaining", s, err)
+	}
+	// A finisher whose reply was lost to the failover leaves none; there
+	// is never more than one.
+	if got := finishers.Load(); got > 1 {
+		t.Errorf("%d finishers, want at most 1", got)
+	}
+	t.Logf("%d parts completed again after the failover; %d finisher(s)", len(pend), finishers.Load())
+}
