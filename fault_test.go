@@ -76,6 +76,8 @@ func newWPEnv(t *testing.T, wp, store string) *wpEnv {
 	case "redis-cluster":
 		c := testservers.StartRedisClusterT(t, 3, 0)
 		e.env = append(e.env, "WP_PROGRESS="+c.URL)
+	case "":
+		// The caller starts the store and appends WP_PROGRESS.
 	case "sqlite":
 		e.env = append(e.env, "WP_PROGRESS=sqlite://"+filepath.Join(e.dir, "progress.db"))
 	case "dynamodb":
@@ -739,7 +741,7 @@ func shellStatus(ps *os.ProcessState) int {
 func faultClusterFailover(t *testing.T, wp string) {
 	const n = 300
 	c := testservers.StartRedisClusterT(t, 3, 1)
-	e := newWPEnv(t, wp, "sqlite") // replaced below: only its SNS and env are used
+	e := newWPEnv(t, wp, "")
 	seeds := c.Addrs[0] + "/0?min_replicas=1&replica_timeout=1s"
 	for _, a := range c.Addrs[1:] {
 		seeds += "&addr=" + a
