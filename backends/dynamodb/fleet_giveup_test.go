@@ -35,3 +35,24 @@ func TestFleet_GiveUpLegacyJob(t *testing.T) {
 		t.Errorf("wp info --json given_up = %s, want 1 (%v)", got, info)
 	}
 }
+
+// TestFleet_GiveUpNodeJob: the same for a job of the Node library (parts
+// 1..N): its map workers read status.failed and skip the job's other parts.
+func TestFleet_GiveUpNodeJob(t *testing.T) {
+	f := newFleet(t)
+	mustOK(t, "setTotal", f.node("settotal", "ng", "3"))
+	r := f.wp("", []string{"Subject=map", "Message=" + nodeMsg("ng", 3), "ApproximateReceiveCount=10"},
+		"run", "--jobid-field", "id", "--partid-field", "part", "--max-receives", "10", "--", "sh", "-c", "exit 2")
+	if r.code != 2 {
+		t.Fatalf("wp run of a failing part on its last receive exited %d, want the command's 2; stderr:\n%s", r.code, r.errOut)
+	}
+	r = f.node("part", "ng", "1")
+	mustOK(t, "Node worker", r)
+	if r.ran() || fmt.Sprint(r.value(t)) != "map[skipped:true]" {
+		t.Errorf("a Node worker on part 1 of a job wp failed: %s, ran %v; want skipped", r.out, r.ran())
+	}
+	info := f.info("ng")
+	if got := fmt.Sprint(info["given_up"]); got != "1" || info["state"] != "failed" {
+		t.Errorf("wp info --json = %v, want failed with 1 given up", info)
+	}
+}
