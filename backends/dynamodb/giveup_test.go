@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/wp-tools/wp/backends"
@@ -337,5 +339,65 @@ func TestConsumedCapacity_MillionParts(t *testing.T) {
 	t.Logf("1,000,000 parts (10 given up): %d completions in %v, %.4f WCU each", n, time.Since(start).Round(time.Millisecond), wcu/n)
 	if per := wcu / n; per > 1.2 {
 		t.Errorf("%.3f WCU per completion at 1,000,000 parts, want about 1", per)
+	}
+}
+
+// TestGiveUp_DiedBeforeCounting: a GiveUp whose process died after its
+// shard write and before counting the part: right after, a completion of
+// the part waits for the count rather than convert behind the GiveUp's back;
+// once the shard has been still for repairAfter, a duplicate give-up counts
+// it and a completion converts it.
+func TestGiveUp_DiedBeforeCounting(t *testing.T) {
+	st, _ := newTable(t)
+	ctx := testCtx(t)
+	const id = "died"
+	if err := st.CreateJob(ctx, backends.Job{ID: id, Total: 10, Tolerance: backends.Tolerance{Parts: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	died := func(part int64) {
+		t.Helper()
+		if _, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+			TableName:                 aws.String(st.table),
+			Key:                       key(shardKey(id, 0)),
+			UpdateExpression:          aws.String("DELETE #parts :p ADD #gu :p SET #t = :now"),
+			ExpressionAttributeNames:  names(attrParts, attrGU, attrT),
+			ExpressionAttributeValues: item{":p": numSet(part), ":now": num(st.nowMS())},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	died(3)
+	if s, err := st.Status(ctx, id); err != nil || s.Remaining != 9 || s.GivenUp != 0 {
+		t.Fatalf("Status = %+v, %v; want 9 remaining and nothing counted", s, err)
+	}
+	// A duplicate give-up right away: the giver may still be at work.
+	if c, err := st.GiveUp(ctx, id, 3, backends.GiveUpInfo{}); err != nil || !c.Duplicate {
+		t.Fatalf("GiveUp = %+v, %v; want Duplicate", c, err)
+	}
+	if s, _ := st.Status(ctx, id); s.GivenUp != 0 {
+		t.Errorf("a duplicate right after counted the part (GivenUp %d): it could overtake a live GiveUp", s.GivenUp)
+	}
+	// Time passes: the duplicate counts it.
+	st.now = func() time.Time { return time.Now().Add(st.repairAfter + time.Second) }
+	if c, err := st.GiveUp(ctx, id, 3, backends.GiveUpInfo{}); err != nil || !c.Duplicate {
+		t.Fatalf("GiveUp = %+v, %v; want Duplicate", c, err)
+	}
+	if s, _ := st.Status(ctx, id); s.GivenUp != 1 {
+		t.Errorf("GivenUp = %d after the late duplicate, want 1", s.GivenUp)
+	}
+	// Another died give-up, converted by a completion once still.
+	st.now = time.Now
+	died(4)
+	st.now = func() time.Time { return time.Now().Add(st.repairAfter + time.Second) }
+	c, err := st.Complete(ctx, id, 4)
+	if err != nil || c.Duplicate || c.Finisher {
+		t.Fatalf("Complete of the uncounted given-up part = %+v, %v; want a conversion", c, err)
+	}
+	s, err := st.Status(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.GivenUp != 1 || s.Remaining != 8 {
+		t.Errorf("Status = %+v, want 1 given up (part 3), 8 remaining", s)
 	}
 }
