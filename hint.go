@@ -103,7 +103,7 @@ func tellRerun(c *cli.Context, lg *slog.Logger, msg, how, cmd string, attrs ...a
 		return
 	}
 	lg.Error(msg, attrs...)
-	fmt.Fprintf(c.App.ErrWriter, "wp: %s:\n  %s\n", how, cmd)
+	tellHow(c, lg, how, cmd)
 }
 
 // localResume is the wp local command line that resumes job id: --resume,
@@ -133,4 +133,15 @@ func inputArg(c *cli.Context) string {
 		return shellQuote(p)
 	}
 	return "PARTS"
+}
+
+// tellHow prints how to go on: "wp: HOW:" and cmd on its own indented
+// line, to paste as printed; JSON logs get one line carrying it as
+// "rerun" instead.
+func tellHow(c *cli.Context, lg *slog.Logger, how, cmd string) {
+	if c.String("log-format") == "json" {
+		lg.Info(how+" the command in rerun", "rerun", cmd)
+		return
+	}
+	fmt.Fprintf(c.App.ErrWriter, "wp: %s:\n  %s\n", how, cmd)
 }
