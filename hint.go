@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -24,7 +25,7 @@ func rerunFlags(c *cli.Context, skip ...string) []string {
 	var words []string
 	for _, f := range c.Command.Flags {
 		name := f.Names()[0]
-		if name == "help" || name == "progress" || contains(skip, name) || !c.IsSet(name) {
+		if name == "help" || name == "progress" || slices.Contains(skip, name) || !c.IsSet(name) {
 			continue
 		}
 		if _, ok := f.(*cli.BoolFlag); ok {
@@ -38,15 +39,6 @@ func rerunFlags(c *cli.Context, skip ...string) []string {
 		words = append(words, dashes(name), shellQuote(fmt.Sprint(c.Value(name))))
 	}
 	return append(words, progressArg(c)...)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // progressArg is the --progress a rerun needs: none for the default store,
