@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -24,7 +25,7 @@ func rerunFlags(c *cli.Context, skip ...string) []string {
 	var words []string
 	for _, f := range c.Command.Flags {
 		name := f.Names()[0]
-		if name == "help" || name == "progress" || contains(skip, name) || !c.IsSet(name) {
+		if name == "help" || name == "progress" || slices.Contains(skip, name) || !c.IsSet(name) {
 			continue
 		}
 		if _, ok := f.(*cli.BoolFlag); ok {
@@ -38,15 +39,6 @@ func rerunFlags(c *cli.Context, skip ...string) []string {
 		words = append(words, dashes(name), shellQuote(fmt.Sprint(c.Value(name))))
 	}
 	return append(words, progressArg(c)...)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // progressArg is the --progress a rerun needs: none for the default store,
@@ -103,7 +95,7 @@ func tellRerun(c *cli.Context, lg *slog.Logger, msg, how, cmd string, attrs ...a
 		return
 	}
 	lg.Error(msg, attrs...)
-	fmt.Fprintf(c.App.ErrWriter, "wp: %s:\n  %s\n", how, cmd)
+	tellHow(c, lg, how, cmd)
 }
 
 // localResume is the wp local command line that resumes job id: --resume,
@@ -133,4 +125,15 @@ func inputArg(c *cli.Context) string {
 		return shellQuote(p)
 	}
 	return "PARTS"
+}
+
+// tellHow prints how to go on: "wp: HOW:" and cmd on its own indented
+// line, to paste as printed; JSON logs get one line carrying it as
+// "rerun" instead.
+func tellHow(c *cli.Context, lg *slog.Logger, how, cmd string) {
+	if c.String("log-format") == "json" {
+		lg.Info(how+" the command in rerun", "rerun", cmd)
+		return
+	}
+	fmt.Fprintf(c.App.ErrWriter, "wp: %s:\n  %s\n", how, cmd)
 }

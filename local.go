@@ -641,16 +641,16 @@ func (l *localRun) finish(start time.Time, reduceCode int) error {
 		"wall", took.String())
 	switch {
 	case l.interrupted.Load():
-		fmt.Fprintf(l.c.App.ErrWriter, "wp: interrupted with %d parts pending; resume with:\n  %s\n", st.Remaining, localResume(l.c, l.jobID, l.argv))
+		tellHow(l.c, l.log, fmt.Sprintf("interrupted with %d parts pending; resume with", st.Remaining), localResume(l.c, l.jobID, l.argv))
 		return exitCode(exitInterrupted)
 	case l.jobFailed.Load() || st.Failed:
 		l.log.Error("job failed", "jobid", l.jobID, "reason", st.Error)
 		if st.FailedByTolerance {
-			fmt.Fprintf(l.c.App.ErrWriter, "wp: run the given-up parts again with:\n  %s\n", localResume(l.c, l.jobID, l.argv, "--retry-given-up"))
+			tellHow(l.c, l.log, "run the given-up parts again with", localResume(l.c, l.jobID, l.argv, "--retry-given-up"))
 		}
 		return exitCode(exitError)
 	case l.failedParts.Load() > 0 || l.dropped.Load() > 0:
-		fmt.Fprintf(l.c.App.ErrWriter, "wp: %d parts failed after %d retries; run them again with:\n  %s\n", l.failedParts.Load()+l.dropped.Load(), l.retries, localResume(l.c, l.jobID, l.argv))
+		tellHow(l.c, l.log, fmt.Sprintf("%d parts failed after %d retries; run them again with", l.failedParts.Load()+l.dropped.Load(), l.retries), localResume(l.c, l.jobID, l.argv))
 		return exitCode(exitError)
 	case reduceCode != 0:
 		l.log.Error("reduce failed", "jobid", l.jobID, "reduce", reduce)
