@@ -52,17 +52,8 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Pending_StopsOnError", testPendingStops},
 		{"Large_MillionParts", testMillionParts},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			st := newStore(t)
-			tc.fn(t, st)
-		})
-	}
-	// Given-up parts, tolerance and retry (issue 11): skipped, saying so,
-	// while a store's GiveUp returns an error matching
-	// errors.ErrUnsupported.
-	unsupported := giveUpUnsupported(t, newStore)
-	for _, tc := range []struct {
+	// Given-up parts, tolerance and retry: every store records them.
+	tests = append(tests, []struct {
 		name string
 		fn   func(*testing.T, *backends.Store)
 	}{
@@ -83,35 +74,15 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Retry_Concurrent", testRetryConcurrent},
 		{"Reduce_OnFailure", testReduceOnFailure},
 		{"JobFields_RoundTrip", testJobFieldsRoundTrip},
-	} {
+	}...)
+	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if unsupported != nil {
-				t.Skipf("the store does not record given-up parts yet: %v", unsupported)
-			}
 			st := newStore(t)
 			tc.fn(t, st)
 		})
 	}
 }
 
-// giveUpUnsupported returns the error of a GiveUp on a fresh store when it
-// matches errors.ErrUnsupported, else nil.
-func giveUpUnsupported(t *testing.T, newStore NewStore) error {
-	var unsupported error
-	t.Run("GiveUp_Supported", func(t *testing.T) {
-		st := newStore(t)
-		mustCreate(t, st, "job-probe", 2, "")
-		_, err := st.GiveUp(ctx(t), "job-probe", 0, backends.GiveUpInfo{})
-		if errors.Is(err, errors.ErrUnsupported) {
-			unsupported = err
-			t.Skipf("GiveUp: %v", err)
-		}
-		if err != nil {
-			t.Fatalf("GiveUp: %v", err)
-		}
-	})
-	return unsupported
-}
 
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
