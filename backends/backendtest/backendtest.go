@@ -83,7 +83,6 @@ func Run(t *testing.T, newStore NewStore) {
 	}
 }
 
-
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
