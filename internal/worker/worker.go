@@ -139,10 +139,11 @@ type Options struct {
 	// Fields: the names of the message fields holding the job and part
 	// ids.
 	Fields FieldNames
-	// MaxReceives: a part whose command fails (or cannot start, or is
-	// interrupted) on receive MaxReceives or later of its message is given
-	// up: watchbot moves the message to its dead-letter queue after that
-	// many receives, so no delivery would ever end the part. 0: never.
+	// MaxReceives: a part whose command fails (or is killed, or cannot
+	// start) on receive MaxReceives or later of its message is given up:
+	// watchbot moves the message to its dead-letter queue after that many
+	// receives, so no delivery would ever end the part. An interrupted
+	// command (a signal wp forwarded) is not given up. 0: never.
 	MaxReceives int
 	// Log gets one line per delivery (and warnings and errors).
 	Log *slog.Logger
@@ -261,7 +262,11 @@ func (r *Runner) process(ctx context.Context, lg *slog.Logger, job backends.Stat
 		res.Outcome = CommandFailed
 		done = true
 	}
-	if tail != nil && (res.Outcome == CommandFailed || res.Outcome == CannotStart || res.Outcome == Interrupted) {
+	// A command that failed by itself (a code, a signal not forwarded by
+	// wp such as the kernel's SIGKILL, a command that cannot start) is
+	// given up on the last receive; an interrupted one is not: wp itself
+	// was told to stop, and records nothing.
+	if tail != nil && (res.Outcome == CommandFailed || res.Outcome == CannotStart) {
 		return r.giveUp(ctx, lg, job, m, d, res, tail)
 	}
 	if done {

@@ -635,3 +635,25 @@ func TestHandle_GiveUp(t *testing.T) {
 		}
 	})
 }
+
+// TestHandle_GiveUp_NotWhenInterrupted: a signal wp forwarded (the task is
+// stopping, Ctrl-C in wp local) records nothing, even on the last receive.
+func TestHandle_GiveUp_NotWhenInterrupted(t *testing.T) {
+	f := newToleratingFixture(t, 3, "0", false, Options{MaxReceives: 1})
+	sigs := make(chan os.Signal, 1)
+	mark := filepath.Join(t.TempDir(), "up")
+	go func() {
+		for {
+			if _, err := os.Stat(mark); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		sigs <- syscall.SIGTERM
+	}()
+	res := f.r.Handle(context.Background(), lastReceive(0, 1), f.cmd("trap 'exit 1' TERM; touch "+mark+"; while :; do sleep 0.05; done"), sigs)
+	check(t, res, Interrupted)
+	if s := f.status(); s.GivenUp != 0 || s.Failed || s.Remaining != 3 {
+		t.Errorf("job = given up %d, failed %v, remaining %d; want nothing recorded", s.GivenUp, s.Failed, s.Remaining)
+	}
+}
