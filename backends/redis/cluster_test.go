@@ -518,7 +518,7 @@ func TestClusterPassword(t *testing.T) {
 func TestClusterFailover(t *testing.T) {
 	const total = 2000
 	cl := testservers.StartRedisClusterT(t, 3, 1)
-	u := cl.URL + "?min_replicas=1&replica_timeout=200ms"
+	u := cl.URL + "?min_replicas=1&replica_timeout=1s"
 	for _, a := range cl.Addrs[1:] {
 		u += "&addr=" + a
 	}

@@ -395,13 +395,19 @@ func (c *Cluster) unhealthy(ctx context.Context) string {
 			return fmt.Sprintf("%s: %s", addr, firstLines(info, 3))
 		}
 		repl, err := cl.Info(ctx, "replication").Result()
-		cl.Close()
 		if err != nil {
+			cl.Close()
 			return fmt.Sprintf("%s: INFO replication: %v", addr, err)
 		}
 		if strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
+			cl.Close()
 			return fmt.Sprintf("%s: replica not synced yet", addr)
 		}
+		if why := replicasNotAcking(ctx, cl, repl); why != "" {
+			cl.Close()
+			return fmt.Sprintf("%s: %s", addr, why)
+		}
+		cl.Close()
 	}
 	return ""
 }
@@ -415,21 +421,90 @@ func firstLines(s string, n int) string {
 }
 
 // WaitLinkUp waits until the replica at addr has finished its first sync
-// with its master (INFO replication: master_link_status:up).
+// with its master (INFO replication: master_link_status:up) and has acked
+// a write made on its master since (see replicasNotAcking).
 func WaitLinkUp(ctx context.Context, addr string) error {
 	c := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})
 	defer c.Close()
+	var last string
 	for {
-		info, err := c.Info(ctx, "replication").Result()
-		if err == nil && strings.Contains(info, "master_link_status:up") {
+		last = replicaNotReady(ctx, c)
+		if last == "" {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("replica %s did not sync: %v", addr, err)
+			return fmt.Errorf("replica %s did not sync: %s", addr, last)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// replicaNotReady says why the replica c is not yet in sync and acking
+// its master's writes, or "".
+func replicaNotReady(ctx context.Context, c *goredis.Client) string {
+	info, err := c.InfoMap(ctx, "replication").Result()
+	if err != nil {
+		return err.Error()
+	}
+	r := info["Replication"]
+	if r["master_link_status"] != "up" {
+		return "master_link_status:" + r["master_link_status"]
+	}
+	master := net.JoinHostPort(r["master_host"], r["master_port"])
+	m := goredis.NewClient(&goredis.Options{Addr: master, MaxRetries: -1})
+	defer m.Close()
+	repl, err := m.Info(ctx, "replication").Result()
+	if err != nil {
+		return fmt.Sprintf("master %s: %v", master, err)
+	}
+	return replicasNotAcking(ctx, m, repl)
+}
+
+// replicasNotAcking says why a write on the master c (whose INFO
+// replication is repl) is not yet acknowledged by all its connected
+// replicas, or "". A replica whose link is up, and which its master lists
+// as online, may still not ack for up to a second: after a diskless sync
+// the master starts the replica's command stream only on its first
+// REPLCONF ACK, sent once a second. Until then WAIT does not count it, and
+// a test's write waited for with ?min_replicas fails (seen: WAIT 1 200 -> 0
+// right after the cluster said every replica's link was up). So probe as
+// the store will: write a key this master owns, WAIT for every replica.
+func replicasNotAcking(ctx context.Context, c *goredis.Client, repl string) string {
+	if !strings.Contains(repl, "role:master") {
+		return ""
+	}
+	want := 0
+	for _, line := range strings.Split(repl, "\n") {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
+			want, _ = strconv.Atoi(n)
+		}
+	}
+	if want == 0 {
+		return ""
+	}
+	// A key whose slot this master serves: others answer MOVED. A
+	// standalone server takes the first.
+	for i := 0; i < 1000; i++ {
+		key := "wp-harness-probe-" + strconv.Itoa(i)
+		err := c.Set(ctx, key, "1", time.Minute).Err()
+		if err != nil && strings.HasPrefix(err.Error(), "MOVED") {
+			continue
+		}
+		if err != nil {
+			return "probe write: " + err.Error()
+		}
+		got, err := c.Do(ctx, "WAIT", want, 100).Int()
+		c.Del(ctx, key) // tests may count keys
+		if err != nil {
+			return "WAIT: " + err.Error()
+		}
+		if got < want {
+			return fmt.Sprintf("%d of %d replicas acked a write within 100ms", got, want)
+		}
+		return ""
+	}
+	return "found no key this master serves"
 }
 
 // lastLines is the last n lines of out.
