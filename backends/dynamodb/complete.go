@@ -249,62 +249,22 @@ func (st *Store) jobDone(ctx context.Context, id string) (bool, error) {
 // then recorded.
 func (st *Store) completeLegacy(ctx context.Context, j *jobItem, part int64) (backends.Completion, error) {
 	c := backends.Completion{ReduceSent: j.reduceSent}
-	first, known := getNum(j.raw, attrFirstPart)
-	lo, hi := int64(0), j.total // unknown numbering: accept 0..N
-	if known {
-		lo, hi = first, first+j.total-1
-	}
-	if part < lo || part > hi {
-		return c, fmt.Errorf("%w (parts %d to %d)", backends.ErrPartRange, lo, hi)
-	}
-	update := "DELETE #parts :p"
-	nm := names(attrParts, attrError)
-	vals := item{":p": numSet(part), ":pv": num(part)}
-	// Completing part 0 proves the job 0-based, part N 1-based.
-	recorded := known
-	if !known && (part == 0 || part == j.total) {
-		update += " SET #fp = :fp"
-		nm["#fp"] = attrFirstPart
-		vals[":fp"] = num(min(part, 1))
-		recorded = true
-	}
-	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
-		TableName:                 aws.String(st.table),
-		Key:                       key(j.id),
-		UpdateExpression:          aws.String(update),
-		ConditionExpression:       aws.String("contains(#parts, :pv) AND attribute_not_exists(#error)"),
-		ExpressionAttributeNames:  nm,
-		ExpressionAttributeValues: vals,
-		ReturnValues:              types.ReturnValueUpdatedOld,
-	})
-	if err == nil {
-		// The old set held this part: it held nothing else when this
-		// completion emptied it.
-		if nsLen(out.Attributes, attrParts) == 1 {
-			c.Finisher, c.Done = true, true
-		}
-		if !recorded {
-			old := &jobItem{id: j.id, raw: out.Attributes, total: j.total}
-			if first, ok := legacyFirstPart(old); ok {
-				st.noteFirstPart(ctx, j.id, j.total, first)
-			}
-		}
-		return c, nil
-	}
-	if !isCondFailed(err) {
-		return c, st.wrap("update job", err)
-	}
-	j2, err := st.getJob(ctx, j.id)
+	u, err := st.updateLegacyPart(ctx, j, part, "DELETE #parts :p", names(attrParts, attrError), item{}, types.ReturnValueUpdatedOld)
 	if err != nil {
 		return c, err
 	}
-	if j2.failed {
-		return c, backends.ErrJobFailed
+	if u.now == nil {
+		// The old set held this part: it held nothing else when this
+		// completion emptied it.
+		if nsLen(u.attrs, attrParts) == 1 {
+			c.Finisher, c.Done = true, true
+		}
+		if !u.recorded {
+			st.noteFirstPartFrom(ctx, &jobItem{id: j.id, raw: u.attrs, total: j.total})
+		}
+		return c, nil
 	}
-	first, known = st.firstPart(ctx, j2)
-	if known && (part < first || part >= first+j2.total) {
-		return c, fmt.Errorf("%w (parts %d to %d)", backends.ErrPartRange, first, first+j2.total-1)
-	}
+	j2 := u.now
 	c.Done = nsLen(j2.raw, attrParts) == 0
 	c.ReduceSent = j2.reduceSent
 	if nsContains(j2.raw, attrGivenUp, part) {
@@ -318,6 +278,82 @@ func (st *Store) completeLegacy(ctx context.Context, j *jobItem, part int64) (ba
 	}
 	c.Duplicate = true
 	return c, nil
+}
+
+// legacyUpdate is what updateLegacyPart did.
+type legacyUpdate struct {
+	// attrs are the item's attributes as the write returned them (the
+	// ReturnValues asked for), when the part was pending and written.
+	attrs item
+	// recorded: the job's numbering was recorded before, or this write
+	// recorded it.
+	recorded bool
+	// now is the job as read after the write was refused because the
+	// part was not pending (a duplicate, or a part given up), or nil.
+	now *jobItem
+}
+
+// updateLegacyPart writes one part of a legacy job's one item, for a
+// completion or a give-up: update (with its names nm and values vals, to
+// which it adds :p, :pv and the numbering's) on condition that the part is
+// pending and the job has not failed. While the job's numbering is not
+// known every id from 0 to total is taken (see completeLegacy); writing
+// part 0 proves the job 0-based, part N 1-based, and the write then records
+// it. A refused write reads the job again: ErrJobFailed if it failed,
+// ErrPartRange if its numbering is now known and excludes part, else now.
+func (st *Store) updateLegacyPart(ctx context.Context, j *jobItem, part int64, update string, nm map[string]string, vals item, rv types.ReturnValue) (legacyUpdate, error) {
+	first, known := getNum(j.raw, attrFirstPart)
+	lo, hi := int64(0), j.total // unknown numbering: accept 0..N
+	if known {
+		lo, hi = first, first+j.total-1
+	}
+	if part < lo || part > hi {
+		return legacyUpdate{}, fmt.Errorf("%w (parts %d to %d)", backends.ErrPartRange, lo, hi)
+	}
+	vals[":p"], vals[":pv"] = numSet(part), num(part)
+	u := legacyUpdate{recorded: known}
+	if !known && (part == 0 || part == j.total) {
+		update += " SET #fp = :fp"
+		nm["#fp"] = attrFirstPart
+		vals[":fp"] = num(min(part, 1))
+		u.recorded = true
+	}
+	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+		TableName:                 aws.String(st.table),
+		Key:                       key(j.id),
+		UpdateExpression:          aws.String(update),
+		ConditionExpression:       aws.String("contains(#parts, :pv) AND attribute_not_exists(#error)"),
+		ExpressionAttributeNames:  nm,
+		ExpressionAttributeValues: vals,
+		ReturnValues:              rv,
+	})
+	if err == nil {
+		u.attrs = out.Attributes
+		return u, nil
+	}
+	if !isCondFailed(err) {
+		return u, st.wrap("update job", err)
+	}
+	j2, err := st.getJob(ctx, j.id)
+	if err != nil {
+		return u, err
+	}
+	if j2.failed {
+		return u, backends.ErrJobFailed
+	}
+	if first, known := st.firstPart(ctx, j2); known && (part < first || part >= first+j2.total) {
+		return u, fmt.Errorf("%w (parts %d to %d)", backends.ErrPartRange, first, first+j2.total-1)
+	}
+	u.now = j2
+	return u, nil
+}
+
+// noteFirstPartFrom records a legacy job's numbering when its pending set
+// (in j, as a write returned it) tells it: it still held 0 or N.
+func (st *Store) noteFirstPartFrom(ctx context.Context, j *jobItem) {
+	if first, ok := legacyFirstPart(j); ok {
+		st.noteFirstPart(ctx, j.id, j.total, first)
+	}
 }
 
 // firstPart returns a legacy job's numbering (recorded, or told by its

@@ -240,72 +240,33 @@ func (st *Store) countGivenUp(ctx context.Context, jobID string, part int64) (fa
 // libraries read).
 func (st *Store) giveUpLegacy(ctx context.Context, j *jobItem, part int64, info backends.GiveUpInfo) (backends.Completion, error) {
 	c := backends.Completion{ReduceSent: j.reduceSent}
-	first, known := getNum(j.raw, attrFirstPart)
-	lo, hi := int64(0), j.total // unknown numbering: accept 0..N, as completeLegacy
-	if known {
-		lo, hi = first, first+j.total-1
-	}
-	if part < lo || part > hi {
-		return c, fmt.Errorf("%w (parts %d to %d)", backends.ErrPartRange, lo, hi)
-	}
-	update := "DELETE #parts :p ADD #wpGivenUp :p, #guv :one"
 	nm := withName(names(attrParts, attrGivenUp, attrError), "#guv", attrGivenUpVer)
-	vals := item{":p": numSet(part), ":pv": num(part), ":one": num(1)}
-	// Part 0 proves the job 0-based, part N 1-based (see completeLegacy).
-	recorded := known
-	if !known && (part == 0 || part == j.total) {
-		update += " SET #fp = :fp"
-		nm["#fp"] = attrFirstPart
-		vals[":fp"] = num(min(part, 1))
-		recorded = true
-	}
-	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
-		TableName:                 aws.String(st.table),
-		Key:                       key(j.id),
-		UpdateExpression:          aws.String(update),
-		ConditionExpression:       aws.String("contains(#parts, :pv) AND attribute_not_exists(#error)"),
-		ExpressionAttributeNames:  nm,
-		ExpressionAttributeValues: vals,
-		ReturnValues:              types.ReturnValueAllNew,
-	})
-	if err == nil {
-		j2, _ := parseJob(out.Attributes)
-		if !recorded && j2 != nil {
-			// The set still holds 0 or N, if either tells.
-			if first, ok := legacyFirstPart(j2); ok {
-				st.noteFirstPart(ctx, j.id, j.total, first)
-			}
-		}
-		if _, err := st.db.PutItem(ctx, &ddb.PutItemInput{TableName: aws.String(st.table), Item: detailsItem(j.id, part, info)}); err != nil {
-			return c, st.wrap("record the details of the given-up part", err)
-		}
-		if nsLen(out.Attributes, attrParts) == 0 {
-			c.Finisher, c.Done = true, true
-		}
-		if n := nsLen(out.Attributes, attrGivenUp); j2 != nil && n > j2.tolLimit {
-			c.Failed, err = st.failJob(ctx, j.id, backends.ToleranceReason(n, j2.tolerance, j2.total), true)
-			if err != nil {
-				return c, err
-			}
-		}
-		return c, nil
-	}
-	if !isCondFailed(err) {
-		return c, st.wrap("update job", err)
-	}
-	j2, err := st.getJob(ctx, j.id)
+	u, err := st.updateLegacyPart(ctx, j, part, "DELETE #parts :p ADD #wpGivenUp :p, #guv :one", nm, item{":one": num(1)}, types.ReturnValueAllNew)
 	if err != nil {
 		return c, err
 	}
-	if j2.failed {
-		return c, backends.ErrJobFailed
+	if j2 := u.now; j2 != nil {
+		c.Duplicate = true
+		c.Done = nsLen(j2.raw, attrParts) == 0
+		c.ReduceSent = j2.reduceSent
+		return c, nil
 	}
-	if first, known := st.firstPart(ctx, j2); known && (part < first || part >= first+j2.total) {
-		return c, fmt.Errorf("%w (parts %d to %d)", backends.ErrPartRange, first, first+j2.total-1)
+	j2, _ := parseJob(u.attrs)
+	if !u.recorded && j2 != nil {
+		st.noteFirstPartFrom(ctx, j2) // the set still holds 0 or N, if either tells
 	}
-	c.Duplicate = true
-	c.Done = nsLen(j2.raw, attrParts) == 0
-	c.ReduceSent = j2.reduceSent
+	if _, err := st.db.PutItem(ctx, &ddb.PutItemInput{TableName: aws.String(st.table), Item: detailsItem(j.id, part, info)}); err != nil {
+		return c, st.wrap("record the details of the given-up part", err)
+	}
+	if nsLen(u.attrs, attrParts) == 0 {
+		c.Finisher, c.Done = true, true
+	}
+	if n := nsLen(u.attrs, attrGivenUp); j2 != nil && n > j2.tolLimit {
+		c.Failed, err = st.failJob(ctx, j.id, backends.ToleranceReason(n, j2.tolerance, j2.total), true)
+		if err != nil {
+			return c, err
+		}
+	}
 	return c, nil
 }
 

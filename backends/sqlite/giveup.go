@@ -102,41 +102,18 @@ func (s *Store) GivenUp(ctx context.Context, jobID string, fn func(backends.Give
 	if err != nil {
 		return err
 	}
-	page := make([]backends.GivenUpPart, 0, givenUpPage)
-	after := int64(-1)
-	for {
-		err := retry(ctx, func() error {
-			page = page[:0]
-			rows, err := s.db.QueryContext(ctx, `SELECT part, exit_code, signal, receive_count, at, stderr FROM given_up
+	return pages(ctx, givenUpPage, int64(-1), func(p backends.GivenUpPart) int64 { return p.Part },
+		func(after int64) (*sql.Rows, error) {
+			return s.db.QueryContext(ctx, `SELECT part, exit_code, signal, receive_count, at, stderr FROM given_up
 				WHERE job_id = ? AND part > ? ORDER BY part LIMIT ?`, jobID, after, givenUpPage)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var p backends.GivenUpPart
-				var at int64
-				if err := rows.Scan(&p.Part, &p.ExitCode, &p.Signal, &p.ReceiveCount, &at, &p.Stderr); err != nil {
-					return err
-				}
-				p.At = time.UnixMilli(at)
-				page = append(page, p)
-			}
-			return rows.Err()
-		})
-		if err != nil {
-			return err
-		}
-		for _, p := range page {
-			if err := fn(p); err != nil {
-				return err
-			}
-		}
-		if len(page) < givenUpPage {
-			return nil
-		}
-		after = page[len(page)-1].Part
-	}
+		},
+		func(rows *sql.Rows) (backends.GivenUpPart, error) {
+			var p backends.GivenUpPart
+			var at int64
+			err := rows.Scan(&p.Part, &p.ExitCode, &p.Signal, &p.ReceiveCount, &at, &p.Stderr)
+			p.At = time.UnixMilli(at)
+			return p, err
+		}, fn)
 }
 
 // Retry implements backends.Driver: one IMMEDIATE transaction deletes the

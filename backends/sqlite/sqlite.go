@@ -531,38 +531,51 @@ func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) e
 }
 
 func (s *Store) List(ctx context.Context, fn func(backends.Status) error) error {
-	after := ""
-	page := make([]backends.Status, 0, listPage)
+	return pages(ctx, listPage, "", func(st backends.Status) string { return st.ID },
+		func(after string) (*sql.Rows, error) {
+			return s.db.QueryContext(ctx, `SELECT `+statusColumns+` FROM jobs
+				WHERE id > ? ORDER BY id LIMIT ?`, after, listPage)
+		}, func(r *sql.Rows) (backends.Status, error) { return scanStatus(r) }, fn)
+}
+
+// pages walks rows in key order, size at a time (keyset pagination: query
+// reads the rows after the given key, ORDER BY key LIMIT size), and calls
+// fn for each row. Each page is read whole, and retried as a whole while
+// the database is busy, before fn sees any of it: no statement or
+// transaction is open while fn runs, so a slow fn (a terminal, a pipe)
+// holds no lock that writers wait for.
+func pages[T, K any](ctx context.Context, size int, first K, key func(T) K, query func(after K) (*sql.Rows, error), scan func(*sql.Rows) (T, error), fn func(T) error) error {
+	after := first
+	page := make([]T, 0, size)
 	for {
 		err := retry(ctx, func() error {
 			page = page[:0]
-			rows, err := s.db.QueryContext(ctx, `SELECT `+statusColumns+` FROM jobs
-				WHERE id > ? ORDER BY id LIMIT ?`, after, listPage)
+			rows, err := query(after)
 			if err != nil {
 				return err
 			}
 			defer rows.Close()
 			for rows.Next() {
-				st, err := scanStatus(rows)
+				v, err := scan(rows)
 				if err != nil {
 					return err
 				}
-				page = append(page, st)
+				page = append(page, v)
 			}
 			return rows.Err()
 		})
 		if err != nil {
 			return err
 		}
-		for _, st := range page {
-			if err := fn(st); err != nil {
+		for _, v := range page {
+			if err := fn(v); err != nil {
 				return err
 			}
 		}
-		if len(page) < listPage {
+		if len(page) < size {
 			return nil
 		}
-		after = page[len(page)-1].ID
+		after = key(page[len(page)-1])
 	}
 }
 
