@@ -185,7 +185,9 @@
 //	                    counts them); wpTolerance S ("3", "10%") and
 //	                    wpTolLimit N (the most tolerated), wpTolFailed BOOL,
 //	                    wpReduceOnFailure BOOL, wpDigest S (each only when
-//	                    set, so a plain job's item is unchanged)
+//	                    set, so a plain job's item is unchanged);
+//	                    wpGivenUpMax N with a tolerance: the most ids
+//	                    wpGivenUp may list (size.go)
 //
 // Each write is a single-item conditional write, so it happens at most
 // once, and each step after it is idempotent:
@@ -210,8 +212,13 @@
 //     its shard has been still for repairAfter), or, after a conversion or
 //     retry, counted but no longer given up (GivenUp lists only what the
 //     shards hold as given up; the count stays one too high). It holds at
-//     most about 60,000 part ids (the 400 KB item), far past any useful
-//     tolerance; a give-up it has no room for fails the job, saying so.
+//     most wpGivenUpMax part ids, the room CreateJob finds under the 400 KB
+//     item limit less 8 KiB kept for the writes that follow (100,302 ids of
+//     a 1,000,000-part job without metadata, 49,098 with 200 KB of it:
+//     TestGiveUp_IndexFull), far past any useful tolerance. The give-up
+//     that finds it full ("ADD" on condition size < wpGivenUpMax, unless
+//     the part is listed) fails the job, saying so, and the item has room
+//     for that write.
 //     Whatever write of a give-up fails after the shard's, the emptied
 //     shard is still propagated, so the job can end.
 //   - A later Complete of a given-up part fails the hot path's condition;

@@ -572,38 +572,6 @@ func TestLayout(t *testing.T) {
 	}
 }
 
-// itemSize estimates DynamoDB's item size: names plus values, numbers at 1
-// byte per 2 significant digits plus 1.
-func itemSize(it item) int {
-	n := 0
-	for k, v := range it {
-		n += len(k)
-		switch x := v.(type) {
-		case *types.AttributeValueMemberS:
-			n += len(x.Value)
-		case *types.AttributeValueMemberN:
-			n += numSize(x.Value)
-		case *types.AttributeValueMemberNS:
-			for _, s := range x.Value {
-				n += numSize(s)
-			}
-		default:
-			n += 8
-		}
-	}
-	return n
-}
-
-func numSize(s string) int {
-	d := 0
-	for _, c := range s {
-		if c >= '0' && c <= '9' {
-			d++
-		}
-	}
-	return (d+1)/2 + 1
-}
-
 // TestConsumedCapacity asks dynalite for the write units each completion
 // consumes (ReturnConsumedCapacity TOTAL), at three job sizes.
 func TestConsumedCapacity(t *testing.T) {

@@ -173,9 +173,11 @@ func (st *Store) gaveUp(ctx context.Context, jobID string, part int64, info back
 		Item:      detailsItem(jobID, part, info),
 	})
 	failed, j, countErr := st.countGivenUp(ctx, jobID, part)
-	if tooLarge(countErr) {
-		// The index is full (about 60,000 parts): no tolerance that
-		// large is useful, and the job cannot count more.
+	if errors.Is(countErr, errIndexFull) || tooLarge(countErr) {
+		// The index is full (wpGivenUpMax: about 100,000 part ids, fewer
+		// on a job with large metadata): no tolerance that large is
+		// useful, and the job cannot count more. (tooLarge: a job item
+		// without wpGivenUpMax, or a larger one than estimated.)
 		failed, countErr = st.failJob(ctx, jobID, fmt.Sprintf("more parts given up than a DynamoDB job item can list (part %d was the first not counted)", part), true)
 	}
 	if j != nil {
@@ -201,21 +203,29 @@ func tooLarge(err error) bool {
 	return err != nil && errors.As(err, &ae) && ae.ErrorCode() == "ValidationException" && strings.Contains(ae.ErrorMessage(), "size")
 }
 
+// errIndexFull: the job item's given-up index holds wpGivenUpMax parts.
+var errIndexFull = errors.New("the job item's given-up index is full")
+
 // countGivenUp adds part to the job item's wpGivenUp set and fails the job
 // when the set has grown past the tolerance limit. failed is true when this
-// call failed the job.
+// call failed the job. errIndexFull: the set holds wpGivenUpMax parts, not
+// part, and has no room for it.
 func (st *Store) countGivenUp(ctx context.Context, jobID string, part int64) (failed bool, j *jobItem, err error) {
 	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
-		TableName:                 aws.String(st.table),
-		Key:                       key(jobID),
-		UpdateExpression:          aws.String("ADD #wpGivenUp :p"),
-		ConditionExpression:       aws.String(isJob),
-		ExpressionAttributeNames:  names(attrGivenUp, attrTotal, attrCreating),
-		ExpressionAttributeValues: item{":p": numSet(part)},
+		TableName:        aws.String(st.table),
+		Key:              key(jobID),
+		UpdateExpression: aws.String("ADD #wpGivenUp :p"),
+		ConditionExpression: aws.String(isJob + " AND (attribute_not_exists(#wpGivenUpMax) OR attribute_not_exists(#wpGivenUp)" +
+			" OR contains(#wpGivenUp, :pv) OR size(#wpGivenUp) < #wpGivenUpMax)"),
+		ExpressionAttributeNames:  names(attrGivenUp, attrGivenUpMax, attrTotal, attrCreating),
+		ExpressionAttributeValues: item{":p": numSet(part), ":pv": num(part)},
 		ReturnValues:              types.ReturnValueAllNew,
 	})
 	if isCondFailed(err) {
-		return false, nil, backends.ErrNotFound
+		if _, err := st.getJob(ctx, jobID); err != nil {
+			return false, nil, err
+		}
+		return false, nil, errIndexFull
 	}
 	if err != nil {
 		return false, nil, st.wrap("count the given-up part on the job item", err)

@@ -1,10 +1,12 @@
 package dynamodb
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -399,5 +401,98 @@ func TestGiveUp_DiedBeforeCounting(t *testing.T) {
 	}
 	if s.GivenUp != 1 || s.Remaining != 8 {
 		t.Errorf("Status = %+v, want 1 given up (part 3), 8 remaining", s)
+	}
+}
+
+// TestGiveUp_IndexFull: the job item's given-up index lists at most
+// wpGivenUpMax parts, the room DynamoDB's 400 KB item limit leaves (with and
+// without large metadata); the give-up that finds it full fails the job
+// with a reason that says so, and the item still takes that write. The
+// room is near the real limit: a few more ids than the reserve's worth do
+// not fit.
+func TestGiveUp_IndexFull(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		meta string
+	}{
+		{"NoMetadata", ""},
+		{"LargeMetadata", `{"blob":"` + strings.Repeat("m", 200*1024) + `"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, _ := newTable(t)
+			ctx := testCtx(t)
+			const id = "gu-full"
+			const total = 1_000_000
+			job := backends.Job{ID: id, Total: total, Tolerance: backends.Tolerance{Percent: true, BasisPoints: 10_000}}
+			if tc.meta != "" {
+				job.Metadata = json.RawMessage(tc.meta)
+			}
+			if err := st.CreateJob(ctx, job); err != nil {
+				t.Fatal(err)
+			}
+			room, ok := getNum(rawItem(t, st, id), attrGivenUpMax)
+			if !ok || room < 1000 {
+				t.Fatalf("wpGivenUpMax = %d (%v), want room for a thousand ids at least", room, ok)
+			}
+			t.Logf("the job item may list %d given-up parts", room)
+			// Fill the index to one short of its room with ids from
+			// the top of the job.
+			next := int64(total - 1)
+			add := func(n int64) error {
+				for n > 0 {
+					c := min(n, 4096)
+					ps := make([]int64, c)
+					for i := range ps {
+						ps[i] = next - int64(i)
+					}
+					_, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+						TableName:                 aws.String(st.table),
+						Key:                       key(id),
+						UpdateExpression:          aws.String("ADD #wpGivenUp :p"),
+						ExpressionAttributeNames:  names(attrGivenUp),
+						ExpressionAttributeValues: item{":p": numSet(ps...)},
+					})
+					if err != nil {
+						return err
+					}
+					next -= c
+					n -= c
+				}
+				return nil
+			}
+			if err := add(room - 1); err != nil {
+				t.Fatalf("fill the index with %d ids: %v", room-1, err)
+			}
+			info := backends.GiveUpInfo{ExitCode: 1, ReceiveCount: 10, At: time.Now()}
+			if c, err := st.GiveUp(ctx, id, 5, info); err != nil || c.Failed {
+				t.Fatalf("GiveUp into the index's last place = %+v, %v; want counted", c, err)
+			}
+			c, err := st.GiveUp(ctx, id, 6, info)
+			if err != nil {
+				t.Fatalf("GiveUp past the full index: %v", err)
+			}
+			if !c.Failed {
+				t.Errorf("GiveUp = %+v, want Failed: the part could not be counted", c)
+			}
+			s, err := st.Status(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const want = "more parts given up than a DynamoDB job item can list (part 6 was the first not counted)"
+			if !s.Failed || s.Error != want {
+				t.Errorf("Status: failed %v, error %q; want failed with %q", s.Failed, s.Error, want)
+			}
+			if sh := rawItem(t, st, shardKey(id, 0)); !nsContains(sh, attrGU, 6) {
+				t.Errorf("shard 0 = %v, want part 6 given up on it", sh)
+			}
+			if _, err := st.Complete(ctx, id, 7); !errors.Is(err, backends.ErrJobFailed) {
+				t.Errorf("Complete after the job failed: %v, want ErrJobFailed", err)
+			}
+			// Twice the reserve's worth of ids (4 bytes each here)
+			// does not fit: the room is not far below the limit.
+			if err := add(2 * givenUpReserve / 4); !tooLarge(err) {
+				t.Errorf("adding %d more ids to the full index: %v; want the item too large", 2*givenUpReserve/4, err)
+			}
+		})
 	}
 }

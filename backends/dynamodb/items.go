@@ -47,6 +47,7 @@ const (
 	attrGivenUpVer = "wpGivenUpV"        // N: legacy jobs, bumped by every change of wpGivenUp
 	attrTolerance  = "wpTolerance"       // S: "3", "10%"
 	attrTolLimit   = "wpTolLimit"        // N: the most given-up parts tolerated
+	attrGivenUpMax = "wpGivenUpMax"      // N: the most part ids wpGivenUp may list (the item's room; see givenUpRoom)
 	attrTolFailed  = "wpTolFailed"       // BOOL: failed by the tolerance
 	attrROF        = "wpReduceOnFailure" // BOOL
 	attrDigest     = "wpDigest"          // S

@@ -98,6 +98,10 @@ func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
 		if job.Digest != "" {
 			it[attrDigest] = str(job.Digest)
 		}
+		if job.Tolerance != (backends.Tolerance{}) {
+			// Last: the room left by everything above.
+			it[attrGivenUpMax] = num(givenUpRoom(it, job.Total))
+		}
 		return it
 	}
 
