@@ -21,8 +21,8 @@ func failCommand() *cli.Command {
 		Name:      "fail",
 		Usage:     "fail a job by hand: its remaining parts are skipped and no reduce is sent",
 		ArgsUsage: "JOBID",
-		Description: `Marks the job failed with the reason given. A failed job stays failed; failing
-it again keeps the first reason.
+		Description: `Marks the job failed with the reason given (at most 1024 bytes). A failed job
+stays failed; failing it again keeps the first reason.
 
 Exit codes: 0 failed; 1 no such job or store error; 2 wrong command line.`,
 		Flags: []cli.Flag{
@@ -32,6 +32,9 @@ Exit codes: 0 failed; 1 no such job or store error; 2 wrong command line.`,
 		Action: func(c *cli.Context) error {
 			if strings.TrimSpace(c.String("reason")) == "" {
 				return usageError("--reason must not be empty")
+			}
+			if n := len(c.String("reason")); n > backends.MaxReason {
+				return usageError("--reason is %d bytes: at most %d", n, backends.MaxReason)
 			}
 			return withJob(c, func(st *backends.Store, id string) error {
 				if err := st.Fail(c.Context, id, c.String("reason")); err != nil {

@@ -97,6 +97,11 @@ type GiveUpInfo struct {
 // MaxStderrTail is the most of a given-up part's stderr a store keeps.
 const MaxStderrTail = 512
 
+// MaxReason is the longest reason Fail takes, in bytes: a reason is one
+// line a person reads in wp info, and a DynamoDB job item keeps only so
+// much room (its 400 KB limit) for what is written on it after creation.
+const MaxReason = 1024
+
 // GivenUpPart is one given-up part, as GivenUp lists it.
 type GivenUpPart struct {
 	Part int64
@@ -225,7 +230,9 @@ type Driver interface {
 	Complete(ctx context.Context, jobID string, part int64) (Completion, error)
 
 	// Fail marks the job failed with a reason. A failed job stays failed:
-	// calling Fail again keeps the first reason and returns nil.
+	// calling Fail again keeps the first reason and returns nil. The
+	// Store refuses a reason longer than MaxReason bytes (ErrLongReason)
+	// before it reaches a driver.
 	Fail(ctx context.Context, jobID, reason string) error
 
 	// Status returns a snapshot of the job; Remaining is exact.

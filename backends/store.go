@@ -128,8 +128,14 @@ func (s *Store) Complete(ctx context.Context, jobID string, part int64) (Complet
 	return c, err
 }
 
+// ErrLongReason: a reason given to Fail is longer than MaxReason bytes.
+var ErrLongReason = fmt.Errorf("reason longer than %d bytes", MaxReason)
+
 // Fail implements Driver.Fail.
 func (s *Store) Fail(ctx context.Context, jobID, reason string) error {
+	if len(reason) > MaxReason {
+		return fmt.Errorf("fail job %s: the reason is %d bytes: %w", jobID, len(reason), ErrLongReason)
+	}
 	return s.call(ctx, "fail job "+jobID, jobID, func(ctx context.Context) error {
 		return s.d.Fail(ctx, jobID, reason)
 	})

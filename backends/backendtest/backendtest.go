@@ -17,6 +17,7 @@ import (
 	"reflect"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -350,6 +351,13 @@ func testFail(t *testing.T, st *backends.Store) {
 	mustCreate(t, st, "job-f", 3, `{"k":"v"}`)
 	if _, err := st.Complete(c, "job-f", 0); err != nil {
 		t.Fatal(err)
+	}
+	// A reason past MaxReason is refused and writes nothing.
+	if err := st.Fail(c, "job-f", strings.Repeat("r", backends.MaxReason+1)); !errors.Is(err, backends.ErrLongReason) {
+		t.Errorf("Fail with a %d-byte reason: %v, want ErrLongReason", backends.MaxReason+1, err)
+	}
+	if s := mustStatus(t, st, "job-f"); s.Failed {
+		t.Fatalf("a refused Fail failed the job: %+v", s)
 	}
 	if err := st.Fail(c, "job-f", "part 1 exited 3"); err != nil {
 		t.Fatalf("Fail: %v", err)
