@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -95,6 +96,10 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	// sns failsubject SUBJECT: answer every request carrying SUBJECT with 500.
 	// sns failentries REGEXP: fail every batch entry whose body matches.
 	// sns wait SUBJECT N: wait until N messages with SUBJECT were published.
+	// sns waitrefused N: wait until failentries has refused N entries since
+	// it was set. (An accepted message is counted when the fake takes it,
+	// before wp has the reply; with --concurrency 1 a refused entry of the
+	// next batch shows that wp has the previous batch's reply.)
 	// sns heal: clear the faults, keep the messages.
 	// sns reset: forget every message and fault.
 	"sns": cmdSNS,
@@ -145,6 +150,10 @@ func cmdDynalite(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv("AWS_ENDPOINT_URL_DYNAMODB", srv.URL)
 }
 
+// refusedCounts: each fake SNS server's count of entries refused by the
+// current sns failentries.
+var refusedCounts sync.Map
+
 func cmdSNS(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 0 {
 		ts.Fatalf("usage: sns count|dump|fail|failsubject|reset ...")
@@ -186,7 +195,30 @@ func cmdSNS(ts *testscript.TestScript, neg bool, args []string) {
 		// matches with a server error (retried, then given up on).
 		re, err := regexp.Compile(args[1])
 		ts.Check(err)
-		s.FailEntries(func(_, body string) bool { return re.MatchString(body) })
+		refused := new(atomic.Int64)
+		refusedCounts.Store(s, refused)
+		s.FailEntries(func(_, body string) bool {
+			if re.MatchString(body) {
+				refused.Add(1)
+				return true
+			}
+			return false
+		})
+	case "waitrefused":
+		n, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		v, ok := refusedCounts.Load(s)
+		if !ok {
+			ts.Fatalf("sns waitrefused: no sns failentries set")
+		}
+		refused := v.(*atomic.Int64)
+		deadline := time.Now().Add(20 * time.Second)
+		for refused.Load() < int64(n) {
+			if time.Now().After(deadline) {
+				ts.Fatalf("%d entries refused after 20s, want %d", refused.Load(), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	case "wait":
 		// sns wait SUBJECT N: wait up to 20s for N messages of SUBJECT.
 		n, err := strconv.Atoi(args[2])
