@@ -60,9 +60,12 @@ func (s *Store) Driver() Driver { return s.d }
 // Timeout is the bound on each call.
 func (s *Store) Timeout() time.Duration { return s.timeout }
 
+// bound is ctx limited by the store's timeout; with none, ctx itself (a
+// context.WithCancel would make a Background context cancellable, and
+// the SQLite driver pays a goroutine per statement for one that is).
 func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if s.timeout <= 0 {
-		return context.WithCancel(ctx)
+		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, s.timeout)
 }

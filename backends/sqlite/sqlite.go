@@ -291,7 +291,16 @@ func (s *Store) CreateJob(ctx context.Context, job backends.Job) error {
 
 func (s *Store) Complete(ctx context.Context, jobID string, part int64) (backends.Completion, error) {
 	var c backends.Completion
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	// The statements run under the write lock that BEGIN IMMEDIATE took
+	// (with ctx: the wait for the lock is what can be long), so none of
+	// them waits for anything, and they run without ctx's cancellation:
+	// given a cancellable context the driver starts a goroutine and
+	// installs a progress handler for each statement, which made a
+	// completion about a quarter slower (BenchmarkComplete, 115 against
+	// 90 µs). A cancelled ctx still ends the transaction (database/sql
+	// rolls it back), so its commit fails.
+	ctx, bounded := context.WithoutCancel(ctx), ctx
+	err := s.write(bounded, func(tx *sql.Tx) error {
 		c = backends.Completion{}
 		var total, remaining, givenUp int64
 		var failed, reduceSent bool

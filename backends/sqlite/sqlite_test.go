@@ -781,3 +781,50 @@ func TestPending_ManyShards(t *testing.T) {
 		t.Errorf("Remaining = %d, want %d", got, want)
 	}
 }
+
+// TestComplete_TimeoutWhileLocked: a Complete waiting for the write lock
+// (another connection holds it) ends when the store's timeout does, not
+// when the much longer busy_timeout would: its statements run without the
+// context (see Complete), but the wait for the lock does not.
+func TestComplete_TimeoutWhileLocked(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "progress.db")
+	d, err := Open(ctx, &url.URL{Scheme: "sqlite", Path: filepath.ToSlash(path), RawQuery: "busy_timeout=60s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := backends.New(d, 500*time.Millisecond)
+	defer st.Close()
+	if err := st.CreateJob(ctx, backends.Job{ID: "locked", Total: 2}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = st.Complete(ctx, "locked", 0)
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("Complete succeeded while another connection held the write lock")
+	}
+	t.Logf("Complete while locked: %v after %v", err, took)
+	if took > 20*time.Second {
+		t.Errorf("Complete took %v: the 500ms store timeout did not end the wait for the lock (busy_timeout is 60s)", took)
+	}
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := st.Complete(ctx, "locked", 0); err != nil || c.Duplicate {
+		t.Fatalf("Complete after the lock was released = %+v, %v; want a first completion (the timed-out one wrote nothing)", c, err)
+	}
+}
