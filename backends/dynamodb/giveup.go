@@ -173,13 +173,6 @@ func (st *Store) gaveUp(ctx context.Context, jobID string, part int64, info back
 		Item:      detailsItem(jobID, part, info),
 	})
 	failed, j, countErr := st.countGivenUp(ctx, jobID, part)
-	if errors.Is(countErr, errIndexFull) || tooLarge(countErr) {
-		// The index is full (wpGivenUpMax: about 100,000 part ids, fewer
-		// on a job with large metadata): no tolerance that large is
-		// useful, and the job cannot count more. (tooLarge: a job item
-		// without wpGivenUpMax, or a larger one than estimated.)
-		failed, countErr = st.failJob(ctx, jobID, fmt.Sprintf("more parts given up than a DynamoDB job item can list (part %d was the first not counted)", part), true)
-	}
 	if j != nil {
 		c.ReduceSent = j.reduceSent
 	}
@@ -203,14 +196,28 @@ func tooLarge(err error) bool {
 	return err != nil && errors.As(err, &ae) && ae.ErrorCode() == "ValidationException" && strings.Contains(ae.ErrorMessage(), "size")
 }
 
+// countGivenUp adds part to the job item's wpGivenUp set and fails the job
+// when the set has grown past the tolerance limit, or has no room for part
+// (see fullIndex). failed is true when this call failed the job.
+func (st *Store) countGivenUp(ctx context.Context, jobID string, part int64) (failed bool, j *jobItem, err error) {
+	failed, j, err = st.addGivenUp(ctx, jobID, part)
+	if errors.Is(err, errIndexFull) || tooLarge(err) {
+		// The index is full (wpGivenUpMax: about 100,000 part ids, fewer
+		// on a job with large metadata): no tolerance that large is
+		// useful, and the job cannot count more. (tooLarge: a job item
+		// without wpGivenUpMax, or a larger one than estimated.)
+		failed, err = st.failJob(ctx, jobID, fmt.Sprintf("more parts given up than a DynamoDB job item can list (part %d was the first not counted)", part), true)
+	}
+	return failed, j, err
+}
+
 // errIndexFull: the job item's given-up index holds wpGivenUpMax parts.
 var errIndexFull = errors.New("the job item's given-up index is full")
 
-// countGivenUp adds part to the job item's wpGivenUp set and fails the job
-// when the set has grown past the tolerance limit. failed is true when this
-// call failed the job. errIndexFull: the set holds wpGivenUpMax parts, not
-// part, and has no room for it.
-func (st *Store) countGivenUp(ctx context.Context, jobID string, part int64) (failed bool, j *jobItem, err error) {
+// addGivenUp is countGivenUp but for a full index, where it returns
+// errIndexFull: the set holds wpGivenUpMax parts, not part, and has no
+// room for it.
+func (st *Store) addGivenUp(ctx context.Context, jobID string, part int64) (failed bool, j *jobItem, err error) {
 	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
 		TableName:        aws.String(st.table),
 		Key:              key(jobID),

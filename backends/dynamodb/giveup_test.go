@@ -1,6 +1,7 @@
 package dynamodb
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -437,29 +438,7 @@ func TestGiveUp_IndexFull(t *testing.T) {
 			t.Logf("the job item may list %d given-up parts", room)
 			// Fill the index to one short of its room with ids from
 			// the top of the job.
-			next := int64(total - 1)
-			add := func(n int64) error {
-				for n > 0 {
-					c := min(n, 4096)
-					ps := make([]int64, c)
-					for i := range ps {
-						ps[i] = next - int64(i)
-					}
-					_, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
-						TableName:                 aws.String(st.table),
-						Key:                       key(id),
-						UpdateExpression:          aws.String("ADD #wpGivenUp :p"),
-						ExpressionAttributeNames:  names(attrGivenUp),
-						ExpressionAttributeValues: item{":p": numSet(ps...)},
-					})
-					if err != nil {
-						return err
-					}
-					next -= c
-					n -= c
-				}
-				return nil
-			}
+			add := indexFiller(ctx, st, id, total-1)
 			if err := add(room - 1); err != nil {
 				t.Fatalf("fill the index with %d ids: %v", room-1, err)
 			}
@@ -494,5 +473,75 @@ func TestGiveUp_IndexFull(t *testing.T) {
 				t.Errorf("adding %d more ids to the full index: %v; want the item too large", 2*givenUpReserve/4, err)
 			}
 		})
+	}
+}
+
+// indexFiller returns a function that adds n part ids to job id's given-up
+// index, counting down from top, straight on the job item.
+func indexFiller(ctx context.Context, st *Store, id string, top int64) func(n int64) error {
+	next := top
+	return func(n int64) error {
+		for n > 0 {
+			c := min(n, 4096)
+			ps := make([]int64, c)
+			for i := range ps {
+				ps[i] = next - int64(i)
+			}
+			_, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+				TableName:                 aws.String(st.table),
+				Key:                       key(id),
+				UpdateExpression:          aws.String("ADD #wpGivenUp :p"),
+				ExpressionAttributeNames:  names(attrGivenUp),
+				ExpressionAttributeValues: item{":p": numSet(ps...)},
+			})
+			if err != nil {
+				return err
+			}
+			next -= c
+			n -= c
+		}
+		return nil
+	}
+}
+
+// TestGiveUp_IndexFullRepair: a give-up whose process died before counting
+// its part, repaired by a later delivery when the index is full, fails the
+// job as the live give-up would (not an error on every delivery).
+func TestGiveUp_IndexFullRepair(t *testing.T) {
+	st, _ := newTable(t)
+	ctx := testCtx(t)
+	const id = "gu-full-repair"
+	const total = 1_000_000
+	if err := st.CreateJob(ctx, backends.Job{ID: id, Total: total, Tolerance: backends.Tolerance{Percent: true, BasisPoints: 10_000}}); err != nil {
+		t.Fatal(err)
+	}
+	room, _ := getNum(rawItem(t, st, id), attrGivenUpMax)
+	if err := indexFiller(ctx, st, id, total-1)(room); err != nil {
+		t.Fatal(err)
+	}
+	// Part 3 given up on its shard, never counted: its giver died.
+	if _, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+		TableName:                 aws.String(st.table),
+		Key:                       key(shardKey(id, 0)),
+		UpdateExpression:          aws.String("DELETE #parts :p ADD #gu :p SET #t = :now"),
+		ExpressionAttributeNames:  names(attrParts, attrGU, attrT),
+		ExpressionAttributeValues: item{":p": numSet(3), ":now": num(st.nowMS())},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st.now = func() time.Time { return time.Now().Add(st.repairAfter + time.Second) }
+	c, err := st.GiveUp(ctx, id, 3, backends.GiveUpInfo{ExitCode: 1, ReceiveCount: 10})
+	if err != nil {
+		t.Fatalf("duplicate GiveUp repairing the count on a full index: %v", err)
+	}
+	if !c.Duplicate || !c.Failed {
+		t.Errorf("GiveUp = %+v, want a duplicate that failed the job", c)
+	}
+	s, err := st.Status(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "more parts given up than a DynamoDB job item can list (part 3 was the first not counted)"; !s.Failed || s.Error != want {
+		t.Errorf("Status: failed %v, error %q; want %q", s.Failed, s.Error, want)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -696,19 +697,7 @@ func TestBusy_BoundedRetry(t *testing.T) {
 	if err := st.CreateJob(ctx, backends.Job{ID: "b", Total: 2}); err != nil {
 		t.Fatal(err)
 	}
-	other, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	conn, err := other.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
+	release := holdWriteLock(t, path)
 	_, err = st.Complete(ctx, "b", 0)
 	if err == nil || !isBusy(err) || !strings.Contains(err.Error(), "locked") {
 		t.Fatalf("Complete while another connection holds the write lock: err = %v, want a busy error", err)
@@ -717,9 +706,7 @@ func TestBusy_BoundedRetry(t *testing.T) {
 	if s, err := st.Status(ctx, "b"); err != nil || s.Remaining != 2 {
 		t.Errorf("Status during the lock = %+v, %v; want 2 remaining", s, err)
 	}
-	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	c, err := st.Complete(ctx, "b", 0)
 	if err != nil || c.Duplicate {
 		t.Fatalf("Complete after the lock was released = %+v, %v; want a first completion", c, err)
@@ -798,19 +785,7 @@ func TestComplete_TimeoutWhileLocked(t *testing.T) {
 	if err := st.CreateJob(ctx, backends.Job{ID: "locked", Total: 2}); err != nil {
 		t.Fatal(err)
 	}
-	other, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	conn, err := other.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
+	release := holdWriteLock(t, path)
 	start := time.Now()
 	_, err = st.Complete(ctx, "locked", 0)
 	took := time.Since(start)
@@ -821,10 +796,42 @@ func TestComplete_TimeoutWhileLocked(t *testing.T) {
 	if took > 20*time.Second {
 		t.Errorf("Complete took %v: the 500ms store timeout did not end the wait for the lock (busy_timeout is 60s)", took)
 	}
-	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	if c, err := st.Complete(ctx, "locked", 0); err != nil || c.Duplicate {
 		t.Fatalf("Complete after the lock was released = %+v, %v; want a first completion (the timed-out one wrote nothing)", c, err)
 	}
+}
+
+// holdWriteLock takes the write lock of the database at path on a
+// connection of its own (BEGIN IMMEDIATE), as another process would, until
+// release is called (or the test ends).
+func holdWriteLock(t *testing.T, path string) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := other.Conn(ctx)
+	if err != nil {
+		other.Close()
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		conn.Close()
+		other.Close()
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+				t.Error(err)
+			}
+			conn.Close()
+			other.Close()
+		})
+	}
+	t.Cleanup(release)
+	return release
 }
