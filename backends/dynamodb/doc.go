@@ -173,7 +173,7 @@
 //
 // # Given-up parts, tolerance and retry
 //
-// Items and attributes (issue 11):
+// Items and attributes of given-up parts:
 //
 //	shard JOB#sNNNNN    gu NS: the given-up offsets (a part is pending in
 //	                    parts, given up in gu, complete in neither); r S

@@ -18,7 +18,7 @@ import (
 	"github.com/wp-tools/wp/backends"
 )
 
-// Given-up parts, tolerance and retry (issue 11). doc.go says how they are
+// Given-up parts, tolerance and retry. doc.go says how they are
 // laid out and why each write is exactly-once.
 
 // Retry's marker on the shards it moves parts in (see retryWP).

@@ -41,7 +41,7 @@ const (
 	attrFailMarked   = "failMarked"
 	pyReduceSentKey  = "reduce_message_sent"
 
-	// Issue 11 (given-up parts), on job items of both kinds: prefixed,
+	// Given-up parts, on job items of both kinds: prefixed,
 	// as the legacy libraries own the unprefixed names.
 	attrGivenUp    = "wpGivenUp"         // NS: the given-up parts (index)
 	attrGivenUpVer = "wpGivenUpV"        // N: legacy jobs, bumped by every change of wpGivenUp
@@ -198,7 +198,7 @@ type jobItem struct {
 	reduced    bool
 	claimExp   int64
 	claimToken string
-	// issue 11
+	// given-up parts
 	tolerance backends.Tolerance
 	tolLimit  int64
 	tolFailed bool

@@ -86,8 +86,8 @@ func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
 		if meta != nil {
 			it[attrMetadata] = meta
 		}
-		// Issue 11: only what differs from the default, so the item of
-		// a plain job stays as it was.
+		// Tolerance and reduce on failure: only what differs from the
+		// default, so the item of a plain job stays as it was.
 		if job.Tolerance != (backends.Tolerance{}) {
 			it[attrTolerance] = str(job.Tolerance.String())
 			it[attrTolLimit] = num(job.Tolerance.Limit(job.Total))

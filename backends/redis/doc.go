@@ -45,7 +45,7 @@
 //	wp:{JOBID}:job   hash: total, remaining, meta (the metadata JSON),
 //	                 created (server time, unix ms), failed ("1"), error,
 //	                 reduce_sent ("1"), reduced ("1"), claim (token),
-//	                 claim_exp (server time, unix ms); since issue 11:
+//	                 claim_exp (server time, unix ms); since given-up parts:
 //	                 given_up (count), tolerance ("3", "10%"), tol_limit
 //	                 (the most parts tolerated), tol_reason (the failure
 //	                 reason when given_up passes it), reduce_on_failure

@@ -56,7 +56,7 @@ func TestLayout_GivenUp(t *testing.T) {
 	}
 }
 
-// TestOlderJobHash: a job written by a wp from before issue 11 (no
+// TestOlderJobHash: a job written by a wp from before given-up parts (no
 // tolerance fields) reads with zero values and tolerates no give-up.
 func TestOlderJobHash(t *testing.T) {
 	st := openShared(t)
@@ -67,7 +67,7 @@ func TestOlderJobHash(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.GivenUp != 0 || s.Tolerance != (backends.Tolerance{}) || s.ReduceOnFailure || s.Digest != "" || s.FailedByTolerance {
-		t.Errorf("older job = %+v, want zero issue-11 fields", s)
+		t.Errorf("older job = %+v, want zero given-up fields", s)
 	}
 	c, err := st.GiveUp(ctx, "old", 1, backends.GiveUpInfo{})
 	if err != nil || !c.Failed {

@@ -358,7 +358,7 @@ func statusFromHash(id string, h map[string]string) (backends.Status, error) {
 		Error:      h["error"],
 		ReduceSent: h["reduce_sent"] == "1",
 		Reduced:    h["reduced"] == "1",
-		// Issue 11; absent from jobs written by an older wp.
+		// Given-up parts and tolerance; absent from jobs written by an older wp.
 		ReduceOnFailure:   h["reduce_on_failure"] == "1",
 		Digest:            h["digest"],
 		FailedByTolerance: h["failed_by_tolerance"] == "1",

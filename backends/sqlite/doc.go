@@ -53,7 +53,7 @@
 //	    reduced       INTEGER NOT NULL DEFAULT 0,
 //	    claim_token   TEXT NOT NULL DEFAULT '',
 //	    claim_expires INTEGER NOT NULL DEFAULT 0, -- Unix nanoseconds
-//	    -- version 2 (issue 11):
+//	    -- version 2 (given-up parts):
 //	    given_up            INTEGER NOT NULL DEFAULT 0, -- rows in given_up
 //	    tolerance           TEXT NOT NULL DEFAULT '',   -- "3", "10%" ('' = 0)
 //	    reduce_on_failure   INTEGER NOT NULL DEFAULT 0,

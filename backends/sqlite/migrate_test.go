@@ -10,7 +10,7 @@ import (
 	"github.com/wp-tools/wp/backends"
 )
 
-// schemaV1 is the schema wp wrote before issue 11, frozen here as it was
+// schemaV1 is the schema wp wrote before given-up parts, frozen here as it was
 // released, with one job half done: parts 1 and 4097 of 5000 complete.
 const schemaV1 = `
 CREATE TABLE jobs (
@@ -73,7 +73,7 @@ func TestMigrate_V1(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.Total != 5000 || s.Remaining != 4998 || string(s.Metadata) != `{"a":1}` || s.GivenUp != 0 || s.Tolerance != (backends.Tolerance{}) || s.Digest != "" || s.ReduceOnFailure || s.FailedByTolerance {
-		t.Errorf("migrated job = %+v, want its old state and no issue-11 fields", s)
+		t.Errorf("migrated job = %+v, want its old state and no given-up fields", s)
 	}
 	for _, p := range []int64{1, 4097} {
 		if c, err := st.Complete(ctx, "old", p); err != nil || !c.Duplicate {

@@ -122,7 +122,7 @@ var migrations = []string{
 		bits   BLOB NOT NULL,
 		PRIMARY KEY (job_id, shard)
 	) WITHOUT ROWID`,
-	// 1 -> 2 (issue 11): given-up parts, tolerance, reduce on failure,
+	// 1 -> 2: given-up parts, tolerance, reduce on failure,
 	// input digest. Existing jobs get a tolerance of 0 and no digest.
 	`ALTER TABLE jobs ADD COLUMN given_up INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE jobs ADD COLUMN tolerance TEXT NOT NULL DEFAULT '';
