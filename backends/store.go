@@ -256,6 +256,28 @@ func (s *Store) Retry(ctx context.Context, jobID string, parts []int64) (moved [
 	return moved, err
 }
 
+// RetryBatch is how many parts one Retry call takes in RetryAll: a call
+// stays one bounded write (one Lua script, one transaction) however many
+// parts are given up.
+const RetryBatch = 1000
+
+// RetryAll is Retry for any number of parts, RetryBatch at a time: moved
+// is called with the parts each call moved, and the total is returned. On an
+// error, the parts moved by earlier calls stay moved (and n counts them).
+func (s *Store) RetryAll(ctx context.Context, jobID string, parts []int64, moved func([]int64)) (n int64, err error) {
+	for i := 0; i < len(parts); i += RetryBatch {
+		m, err := s.Retry(ctx, jobID, parts[i:min(i+RetryBatch, len(parts))])
+		if err != nil {
+			return n, err
+		}
+		if moved != nil {
+			moved(m)
+		}
+		n += int64(len(m))
+	}
+	return n, nil
+}
+
 // ClaimReduce implements Driver.ClaimReduce.
 func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (token string, ok bool, err error) {
 	err = s.call(ctx, "claim the reduce of job "+jobID, jobID, func(ctx context.Context) error {

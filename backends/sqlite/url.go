@@ -81,6 +81,17 @@ func parseURL(u *url.URL) (config, error) {
 	return cfg, nil
 }
 
+// Path is the database file a sqlite:// store URL names, made absolute
+// (the URL checked as Open checks it).
+func Path(rawURL string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("sqlite URL: %w", err)
+	}
+	cfg, err := parseURL(u)
+	return cfg.path, err
+}
+
 // DefaultPath is where wp keeps its progress database when no store URL is
 // given: $XDG_STATE_HOME/wp/progress.db, or ~/.local/state/wp/progress.db
 // when XDG_STATE_HOME is unset or not absolute (as the XDG spec says).

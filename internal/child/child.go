@@ -18,6 +18,8 @@ import (
 	"os/exec"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Spec is one run of the command.
@@ -55,6 +57,23 @@ type StartError struct {
 
 func (e *StartError) Error() string { return fmt.Sprintf("start %s: %v", e.Argv0, e.Err) }
 func (e *StartError) Unwrap() error { return e.Err }
+
+// The statuses a shell reports for a command it could not start.
+const (
+	StatusCannotExec = 126 // found but not executable
+	StatusNotFound   = 127 // no such command
+)
+
+// SignalName is "SIGINT" for syscall.SIGINT (and a signal's own String for
+// one without a name).
+func SignalName(s os.Signal) string {
+	if sig, ok := s.(syscall.Signal); ok {
+		if n := unix.SignalName(sig); n != "" {
+			return n
+		}
+	}
+	return s.String()
+}
 
 // waitDelay is how long Run waits for the command's output pipes to close
 // after it exited: a grandchild that keeps them open is not waited for.
@@ -101,12 +120,11 @@ func Run(ctx context.Context, spec Spec, sigs <-chan os.Signal, lg *slog.Logger)
 		timer = time.NewTimer(spec.Grace)
 		kill = timer.C
 	}
-	var waitErr error
 	ctxDone := ctx.Done()
 loop:
 	for {
 		select {
-		case waitErr = <-done:
+		case <-done:
 			break loop
 		case sig := <-sigs:
 			if res.Signal == nil {
@@ -135,13 +153,13 @@ loop:
 		// Leave nothing behind: grandchildren that outlived the child.
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	}
-	res.Status = status(cmd.ProcessState, waitErr)
+	res.Status = ShellStatus(cmd.ProcessState)
 	return res, nil
 }
 
-// status turns a finished process into a shell-style status: the code it
-// exited with, or 128+N when signal N killed it.
-func status(ps *os.ProcessState, waitErr error) int {
+// ShellStatus is a finished process's status as a shell reports it: the
+// code it exited with, or 128+N when signal N killed it.
+func ShellStatus(ps *os.ProcessState) int {
 	if ps == nil {
 		return 1
 	}

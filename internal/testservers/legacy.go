@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 )
@@ -86,46 +85,4 @@ func findLegacy() (*Legacy, error) {
 		return nil, errors.New(strings.Join(problems, "; "))
 	}
 	return l, nil
-}
-
-var (
-	wpOnce sync.Once
-	wpBin  string
-	wpErr  error
-)
-
-// BuildWP builds the wp command from this repository once per process into
-// a temporary directory (removed by CleanupWP) and returns its path. It is
-// built with -race when the test binary is, so that both share the build
-// cache.
-func BuildWP() (string, error) {
-	wpOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "wp-bin-")
-		if err != nil {
-			wpErr = err
-			return
-		}
-		bin := filepath.Join(dir, "wp")
-		args := []string{"build", "-o", bin}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, ".")
-		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), args...)
-		cmd.Dir = RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			os.RemoveAll(dir)
-			wpErr = fmt.Errorf("go build wp: %v\n%s", err, out)
-			return
-		}
-		wpBin = bin
-	})
-	return wpBin, wpErr
-}
-
-// CleanupWP removes the binary BuildWP built.
-func CleanupWP() {
-	if wpBin != "" {
-		os.RemoveAll(filepath.Dir(wpBin))
-	}
 }

@@ -1,0 +1,350 @@
+// Package memstore is an in-memory progress store for tests: it keeps every
+// job in one process's memory, passes the conformance suite that every real
+// store passes (backendtest), and lets a test break it on purpose (FailOn,
+// BeforeComplete). It is not registered under a URL scheme: wp itself never
+// uses it.
+package memstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/wp-tools/wp/backends"
+)
+
+// Store is a backends.Driver in memory. The zero value is not usable: call
+// New.
+type Store struct {
+	mu   sync.Mutex
+	jobs map[string]*job
+	// fail, when set for an operation's name, is returned by every call
+	// of it.
+	fail map[string]error
+	// beforeComplete runs before Complete records anything.
+	beforeComplete func()
+	calls          map[string]int
+}
+
+type job struct {
+	backends.Status
+	done     map[int64]bool
+	givenUp  map[int64]backends.GiveUpInfo
+	claim    string
+	claimExp time.Time
+}
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{jobs: map[string]*job{}, fail: map[string]error{}, calls: map[string]int{}}
+}
+
+// FailOn makes every later call of the operation op (a Driver method's
+// name, "Complete") return err; nil clears it.
+func (s *Store) FailOn(op string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail[op] = err
+}
+
+// BeforeComplete runs fn at the start of every later Complete, before it
+// records anything (nil clears it).
+func (s *Store) BeforeComplete(fn func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.beforeComplete = fn
+}
+
+// Calls is how many times the operation op was called.
+func (s *Store) Calls(op string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[op]
+}
+
+// do runs fn on job id under the lock, counting the call and returning the
+// error set for op, or ErrNotFound for an unknown job.
+func (s *Store) do(op, id string, fn func(j *job) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls[op]++
+	if err := s.fail[op]; err != nil {
+		return err
+	}
+	j, ok := s.jobs[id]
+	if !ok {
+		return backends.ErrNotFound
+	}
+	return fn(j)
+}
+
+// CreateJob implements backends.Driver.
+func (s *Store) CreateJob(ctx context.Context, jb backends.Job) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls["CreateJob"]++
+	if err := s.fail["CreateJob"]; err != nil {
+		return err
+	}
+	if jb.Total < 1 {
+		return errors.New("a job needs at least 1 part")
+	}
+	if _, ok := s.jobs[jb.ID]; ok {
+		return backends.ErrExists
+	}
+	var meta json.RawMessage
+	if len(jb.Metadata) > 0 {
+		meta = append(json.RawMessage(nil), jb.Metadata...)
+	}
+	s.jobs[jb.ID] = &job{Status: backends.Status{ID: jb.ID, Total: jb.Total, Remaining: jb.Total, Metadata: meta, CreatedAt: time.Now().Truncate(time.Millisecond),
+		Tolerance: jb.Tolerance, ReduceOnFailure: jb.ReduceOnFailure, Digest: jb.Digest}, done: map[int64]bool{}, givenUp: map[int64]backends.GiveUpInfo{}}
+	return nil
+}
+
+// endable checks that part can end: a part of the job, and the job not
+// failed.
+func (j *job) endable(part int64) error {
+	if part < 0 || part >= j.Total {
+		return backends.ErrPartRange
+	}
+	if j.Failed {
+		return backends.ErrJobFailed
+	}
+	return nil
+}
+
+// Complete implements backends.Driver.
+func (s *Store) Complete(ctx context.Context, id string, part int64) (c backends.Completion, err error) {
+	s.mu.Lock()
+	hook := s.beforeComplete
+	s.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	err = s.do("Complete", id, func(j *job) error {
+		if err := j.endable(part); err != nil {
+			return err
+		}
+		if j.done[part] {
+			c = backends.Completion{Duplicate: true, Done: j.Remaining == 0, ReduceSent: j.ReduceSent}
+			return nil
+		}
+		j.done[part] = true
+		if _, ok := j.givenUp[part]; ok {
+			delete(j.givenUp, part)
+			j.GivenUp--
+			c = backends.Completion{Done: j.Remaining == 0, ReduceSent: j.ReduceSent}
+			return nil
+		}
+		j.Remaining--
+		c = backends.Completion{Finisher: j.Remaining == 0, Done: j.Remaining == 0, ReduceSent: j.ReduceSent}
+		return nil
+	})
+	return c, err
+}
+
+// GiveUp implements backends.Driver.
+func (s *Store) GiveUp(ctx context.Context, id string, part int64, info backends.GiveUpInfo) (c backends.Completion, err error) {
+	err = s.do("GiveUp", id, func(j *job) error {
+		if err := j.endable(part); err != nil {
+			return err
+		}
+		if _, ok := j.givenUp[part]; ok || j.done[part] {
+			c = backends.Completion{Duplicate: true, Done: j.Remaining == 0, ReduceSent: j.ReduceSent}
+			return nil
+		}
+		info.At = info.At.Truncate(time.Millisecond)
+		j.givenUp[part] = info
+		j.GivenUp++
+		j.Remaining--
+		c = backends.Completion{Finisher: j.Remaining == 0, Done: j.Remaining == 0, ReduceSent: j.ReduceSent}
+		if j.GivenUp > j.Tolerance.Limit(j.Total) {
+			j.Failed, j.FailedByTolerance = true, true
+			j.Error = backends.ToleranceReason(j.GivenUp, j.Tolerance, j.Total)
+			c.Failed = true
+		}
+		return nil
+	})
+	return c, err
+}
+
+// GivenUp implements backends.Driver.
+func (s *Store) GivenUp(ctx context.Context, id string, fn func(backends.GivenUpPart) error) error {
+	var parts []backends.GivenUpPart
+	if err := s.do("GivenUp", id, func(j *job) error {
+		for p, info := range j.givenUp {
+			parts = append(parts, backends.GivenUpPart{Part: p, GiveUpInfo: info})
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	sort.Slice(parts, func(a, b int) bool { return parts[a].Part < parts[b].Part })
+	for _, p := range parts {
+		if err := fn(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Retry implements backends.Driver.
+func (s *Store) Retry(ctx context.Context, id string, parts []int64) (moved []int64, err error) {
+	err = s.do("Retry", id, func(j *job) error {
+		if j.Failed && !j.FailedByTolerance {
+			return backends.ErrJobFailed
+		}
+		for _, p := range parts {
+			if _, ok := j.givenUp[p]; !ok {
+				continue
+			}
+			delete(j.givenUp, p)
+			j.GivenUp--
+			j.Remaining++
+			moved = append(moved, p)
+		}
+		if j.FailedByTolerance && j.GivenUp <= j.Tolerance.Limit(j.Total) {
+			j.Failed, j.FailedByTolerance, j.Error = false, false, ""
+		}
+		if len(moved) > 0 {
+			j.ReduceSent, j.Reduced, j.claim = false, false, ""
+		}
+		return nil
+	})
+	return moved, err
+}
+
+// Fail implements backends.Driver.
+func (s *Store) Fail(ctx context.Context, id, reason string) error {
+	return s.do("Fail", id, func(j *job) error {
+		if !j.Failed {
+			j.Failed, j.Error = true, reason
+		}
+		return nil
+	})
+}
+
+// Status implements backends.Driver.
+func (s *Store) Status(ctx context.Context, id string) (st backends.Status, err error) {
+	err = s.do("Status", id, func(j *job) error {
+		st = j.Status
+		return nil
+	})
+	return st, err
+}
+
+// Peek implements backends.Driver.
+func (s *Store) Peek(ctx context.Context, id string) (st backends.Status, err error) {
+	err = s.do("Peek", id, func(j *job) error {
+		st = j.Status
+		return nil
+	})
+	return st, err
+}
+
+// Pending implements backends.Driver. It reads each part under the lock,
+// one at a time, as a real store reads page by page.
+func (s *Store) Pending(ctx context.Context, id string, fn func(int64) error) error {
+	var total int64
+	if err := s.do("Pending", id, func(j *job) error {
+		total = j.Total
+		return nil
+	}); err != nil {
+		return err
+	}
+	for p := int64(0); p < total; p++ {
+		pending := false
+		if err := s.do("Pending.page", id, func(j *job) error {
+			_, gaveUp := j.givenUp[p]
+			pending = !j.done[p] && !gaveUp // a given-up part is not pending
+			return nil
+		}); err != nil {
+			return err
+		}
+		if !pending {
+			continue
+		}
+		if err := fn(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// List implements backends.Driver.
+func (s *Store) List(ctx context.Context, fn func(backends.Status) error) error {
+	s.mu.Lock()
+	s.calls["List"]++
+	err := s.fail["List"]
+	var all []backends.Status
+	for _, j := range s.jobs {
+		all = append(all, j.Status)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	sort.Slice(all, func(a, b int) bool { return all[a].ID < all[b].ID })
+	for _, st := range all {
+		if err := fn(st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ClaimReduce implements backends.Driver.
+func (s *Store) ClaimReduce(ctx context.Context, id string, lease time.Duration) (token string, ok bool, err error) {
+	err = s.do("ClaimReduce", id, func(j *job) error {
+		now := time.Now()
+		ready := (j.Remaining == 0 && !j.Failed) || (j.Failed && j.ReduceOnFailure)
+		if !ready || j.ReduceSent || (j.claim != "" && now.Before(j.claimExp)) {
+			return nil
+		}
+		j.claim, j.claimExp = rand.Text(), now.Add(lease)
+		token, ok = j.claim, true
+		return nil
+	})
+	return token, ok, err
+}
+
+// ReleaseReduce implements backends.Driver.
+func (s *Store) ReleaseReduce(ctx context.Context, id, token string) error {
+	return s.do("ReleaseReduce", id, func(j *job) error {
+		if j.claim == token {
+			j.claim = ""
+		}
+		return nil
+	})
+}
+
+// MarkReduceSent implements backends.Driver.
+func (s *Store) MarkReduceSent(ctx context.Context, id string) error {
+	return s.do("MarkReduceSent", id, func(j *job) error {
+		j.ReduceSent, j.claim = true, ""
+		return nil
+	})
+}
+
+// MarkReduced implements backends.Driver.
+func (s *Store) MarkReduced(ctx context.Context, id string) error {
+	return s.do("MarkReduced", id, func(j *job) error {
+		j.Reduced = true
+		return nil
+	})
+}
+
+// Delete implements backends.Driver.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	return s.do("Delete", id, func(*job) error {
+		delete(s.jobs, id)
+		return nil
+	})
+}
+
+// Close implements backends.Driver.
+func (s *Store) Close() error { return nil }
