@@ -16,7 +16,7 @@ import (
 
 // The operator's commands: wp fail, wp rm, wp table create.
 
-func failCommand() *cli.Command {
+func failCommand(a *appState) *cli.Command {
 	return &cli.Command{
 		Name:      "fail",
 		Usage:     "fail a job by hand: its remaining parts are skipped and no reduce is sent",
@@ -36,18 +36,18 @@ Exit codes: 0 failed; 1 no such job or store error; 2 wrong command line.`,
 			if n := len(c.String("reason")); n > backends.MaxReason {
 				return usageError("--reason is %d bytes: at most %d", n, backends.MaxReason)
 			}
-			return withJob(c, func(st *backends.Store, id string) error {
+			return a.withJob(c, func(st *backends.Store, id string) error {
 				if err := st.Fail(c.Context, id, c.String("reason")); err != nil {
 					return err
 				}
-				logger(c).Info("job failed", "jobid", id, "reason", c.String("reason"))
+				a.logger().Info("job failed", "jobid", id, "reason", c.String("reason"))
 				return nil
 			})
 		},
 	}
 }
 
-func rmCommand() *cli.Command {
+func rmCommand(a *appState) *cli.Command {
 	return &cli.Command{
 		Name:      "rm",
 		Usage:     "delete a job's state from the store",
@@ -63,7 +63,7 @@ Exit codes: 0 deleted; 1 no such job, not confirmed, or store error; 2 wrong com
 			progressFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			return withJob(c, func(st *backends.Store, id string) error {
+			return a.withJob(c, func(st *backends.Store, id string) error {
 				s, err := st.Status(c.Context, id)
 				if err != nil {
 					return err
@@ -81,14 +81,14 @@ Exit codes: 0 deleted; 1 no such job, not confirmed, or store error; 2 wrong com
 				if err := st.Delete(c.Context, id); err != nil {
 					return err
 				}
-				logger(c).Info("job deleted", "jobid", id)
+				a.logger().Info("job deleted", "jobid", id)
 				return nil
 			})
 		},
 	}
 }
 
-func tableCommand() *cli.Command {
+func tableCommand(a *appState) *cli.Command {
 	return &cli.Command{
 		Name:  "table",
 		Usage: "manage DynamoDB progress tables",
@@ -115,16 +115,15 @@ Exit codes: 0 created; 1 the table exists or AWS refused; 2 wrong command line.`
 				if err != nil {
 					return err
 				}
-				to, err := appStoreTimeout(c)
-				if err != nil {
-					return withCode(exitUsage, err)
+				if a.storeTimeoutErr != nil {
+					return withCode(exitUsage, a.storeTimeoutErr)
 				}
-				ctx, cancel := context.WithTimeout(c.Context, to)
+				ctx, cancel := context.WithTimeout(c.Context, a.storeTimeout)
 				defer cancel()
 				if err := dynamodb.CreateTable(ctx, cfg, name); err != nil {
 					return err
 				}
-				logger(c).Info("table created", "table", name)
+				a.logger().Info("table created", "table", name)
 				fmt.Fprintf(c.App.Writer, "dynamodb://%s\n", name)
 				return nil
 			},

@@ -18,11 +18,12 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/wp-tools/wp/backends"
+	"github.com/wp-tools/wp/internal/child"
 	"github.com/wp-tools/wp/internal/display"
 	"github.com/wp-tools/wp/internal/publish"
 )
 
-func createCommand() *cli.Command {
+func createCommand(a *appState) *cli.Command {
 	return &cli.Command{
 		Name:      "create",
 		Usage:     "store a job and publish one map message per part",
@@ -54,9 +55,9 @@ Exit codes: 0 published; 1 bad input, store or SNS error; 2 wrong command line;
 			reduceOnFailureFlag(),
 			progressFlag(),
 			topicFlag(),
-			&cli.IntFlag{Name: "concurrency", Value: 16, Usage: "PublishBatch calls in flight"},
+			&cli.IntFlag{Name: "concurrency", Value: publish.DefaultConcurrency, Usage: "PublishBatch calls in flight"},
 		},
-		Action: createAction,
+		Action: a.createAction,
 	}
 }
 
@@ -115,7 +116,7 @@ func parseJobOptions(c *cli.Context) (jobOptions, error) {
 
 // storeJob creates the job, or accepts an existing job with the same id,
 // total and metadata (a re-run after a failed publish).
-func storeJob(ctx context.Context, c *cli.Context, st *backends.Store, o jobOptions, total int64) (resumed bool, err error) {
+func (a *appState) storeJob(ctx context.Context, st *backends.Store, o jobOptions, total int64) (resumed bool, err error) {
 	err = st.CreateJob(ctx, backends.Job{ID: o.id, Total: total, Metadata: o.metadata, Tolerance: o.tolerance, ReduceOnFailure: o.reduceOnFailure, Digest: o.digest})
 	if err == nil {
 		return false, nil
@@ -135,7 +136,7 @@ func storeJob(ctx context.Context, c *cli.Context, st *backends.Store, o jobOpti
 	if s.Digest != "" && o.digest != "" && s.Digest != o.digest {
 		return false, fmt.Errorf("job %s already exists with %d parts, but from another input (digest %s; this input's is %s): give the input the job was created from, or use another --jobid", o.id, s.Total, s.Digest, o.digest)
 	}
-	logger(c).Info("job exists with the same parts and metadata: publishing its parts again (duplicate map messages are harmless)", "jobid", o.id, "parts", total, "remaining", s.Remaining)
+	a.logger().Info("job exists with the same parts and metadata: publishing its parts again (duplicate map messages are harmless)", "jobid", o.id, "parts", total, "remaining", s.Remaining)
 	return true, nil
 }
 
@@ -162,7 +163,7 @@ func sameJSON(a, b json.RawMessage) bool {
 	return bytes.Equal(xb, yb)
 }
 
-func createAction(c *cli.Context) error {
+func (a *appState) createAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError("create takes no arguments (parts are read from stdin), got %q", c.Args().First())
 	}
@@ -177,7 +178,7 @@ func createAction(c *cli.Context) error {
 	if c.Int("concurrency") < 1 {
 		return usageError("--concurrency must be at least 1")
 	}
-	lg := logger(c).With("jobid", o.id)
+	lg := a.logger().With("jobid", o.id)
 
 	// Validate everything before writing anything.
 	sp, err := newSpool()
@@ -200,7 +201,7 @@ func createAction(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("sns: %w", err)
 	}
-	st, err := openStore(c)
+	st, err := a.openStore(c)
 	if err != nil {
 		return err
 	}
@@ -210,7 +211,7 @@ func createAction(c *cli.Context) error {
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigc)
-	if _, err := storeJob(ctx, c, st, o, total); err != nil {
+	if _, err := a.storeJob(ctx, st, o, total); err != nil {
 		return err
 	}
 	lg.Debug("job stored", "parts", total)
@@ -231,14 +232,14 @@ func createAction(c *cli.Context) error {
 	sent, err := pub.PublishAll(pctx, "map", next, bar.Set)
 	bar.Done()
 	if s, _ := sig.Load().(os.Signal); s != nil {
-		tellRerun(c, lg, fmt.Sprintf("interrupted by %s: %d of %d parts published; the job is stored", signalName(s), sent, total),
+		a.tellRerun(lg, fmt.Sprintf("interrupted by %s: %d of %d parts published; the job is stored", child.SignalName(s), sent, total),
 			finishHow, createRerun(c, o), "published", sent, "parts", total)
-		return exitCode(exitSignalBase + int(s.(syscall.Signal)))
+		return exitSilently(exitSignalBase + int(s.(syscall.Signal)))
 	}
 	if err != nil {
-		tellRerun(c, lg, fmt.Sprintf("publishing failed part way: %d of %d parts published; the job is stored", sent, total),
+		a.tellRerun(lg, fmt.Sprintf("publishing failed part way: %d of %d parts published; the job is stored", sent, total),
 			finishHow, createRerun(c, o), "published", sent, "parts", total, "error", err.Error())
-		return exitCode(exitError)
+		return exitSilently(exitError)
 	}
 	lg.Debug("published", "parts", sent, "seconds", time.Since(start).Seconds())
 	fmt.Fprintln(c.App.Writer, o.id)
@@ -258,15 +259,4 @@ func createRerun(c *cli.Context, o jobOptions) string {
 	}
 	words = append(words, "--topic", shellQuote(c.String("topic")), "<", inputArg(c))
 	return strings.Join(words, " ")
-}
-
-// signalName is "SIGINT" for syscall.SIGINT.
-func signalName(s os.Signal) string {
-	switch s {
-	case syscall.SIGINT:
-		return "SIGINT"
-	case syscall.SIGTERM:
-		return "SIGTERM"
-	}
-	return s.String()
 }

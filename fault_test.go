@@ -15,8 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +25,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/wp-tools/wp/internal/child"
 	"github.com/wp-tools/wp/internal/snsfake"
 	"github.com/wp-tools/wp/internal/testservers"
 )
@@ -56,19 +55,7 @@ func newWPEnv(t *testing.T, wp, store string) *wpEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.sns.Close)
-	e.env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + filepath.Join(e.dir, "home"),
-		"XDG_STATE_HOME=" + filepath.Join(e.dir, "state"),
-		"TMPDIR=" + os.TempDir(),
-		"AWS_ENDPOINT_URL=" + snsURL,
-		"AWS_REGION=us-east-1",
-		"AWS_ACCESS_KEY_ID=test",
-		"AWS_SECRET_ACCESS_KEY=test",
-		"AWS_EC2_METADATA_DISABLED=true",
-		"WorkTopic=" + testTopic,
-		"WP_STORE_TIMEOUT=20s",
-	}
+	e.env = testservers.WPEnv(e.dir, "AWS_ENDPOINT_URL="+snsURL, "WorkTopic="+testTopic, "WP_STORE_TIMEOUT=20s")
 	switch store {
 	case "redis":
 		e.redis = testservers.StartRedisT(t)
@@ -123,7 +110,7 @@ func (e *wpEnv) run(extra []string, in []byte, args ...string) result {
 		if !ok {
 			e.t.Fatalf("wp %s: %v", strings.Join(args, " "), err)
 		}
-		code = shellStatus(ee.ProcessState)
+		code = child.ShellStatus(ee.ProcessState)
 	}
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
@@ -276,7 +263,7 @@ func forStores(t *testing.T, wp string, stores []string, f func(t *testing.T, e 
 
 // TestFault runs every fault scenario, in parallel, with one wp binary.
 func TestFault(t *testing.T) {
-	wp := faultBinary(t)
+	wp := testservers.BuildWPT(t)
 	for _, sc := range []struct {
 		name string
 		f    func(*testing.T, string)
@@ -293,45 +280,6 @@ func TestFault(t *testing.T) {
 			sc.f(t, wp)
 		})
 	}
-}
-
-// faultBinary is the wp the fault tests run. Normally it is the test binary
-// that testscript.Main put on PATH as wp. Under -race that binary costs
-// about 45 ms a process (8 ms without), and the storms start thousands of
-// processes, so then wp is built once without -race into a directory that
-// lives as long as t (the testscript scripts still run race-built wp).
-func faultBinary(t *testing.T) string {
-	if !raceEnabled() {
-		wp, err := exec.LookPath("wp")
-		if err != nil {
-			t.Fatalf("wp is not on PATH (TestMain's testscript.Main should have put it there): %v", err)
-		}
-		return wp
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	wp := filepath.Join(t.TempDir(), "wp")
-	out, err := exec.Command(goBin, "build", "-o", wp, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build wp for the fault tests: %v\n%s", err, out)
-	}
-	return wp
-}
-
-// raceEnabled says whether this test binary was built with -race.
-func raceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
 }
 
 // faultDuplicateStorm: a 500-part job, every map message delivered
@@ -623,7 +571,7 @@ wait`, pids, ready, got)
 			t.Fatal(err)
 		}
 		c.Wait()
-		code := shellStatus(c.ProcessState)
+		code := child.ShellStatus(c.ProcessState)
 		if code != 128+int(syscall.SIGTERM) {
 			t.Errorf("wp run after SIGTERM exited %d, want %d\n%s", code, 128+int(syscall.SIGTERM), errb.String())
 		}
@@ -718,15 +666,6 @@ func faultCreateInterrupted(t *testing.T, wp string) {
 		}
 		e.checkDone("half", n)
 	})
-}
-
-// shellStatus is a finished process's status as a shell reports it: its
-// exit code, or 128+N when signal N killed it.
-func shellStatus(ps *os.ProcessState) int {
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ps.ExitCode()
 }
 
 // faultClusterFailover: a Redis Cluster of 3 masters with one replica each,

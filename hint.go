@@ -57,12 +57,23 @@ func progressArg(c *cli.Context) []string {
 	return []string{"--progress", shellQuote(u)}
 }
 
-// shellQuote quotes s for a POSIX shell, when it needs it.
+// shellQuote quotes s for a POSIX shell, when it needs it: a word with any
+// character the shell treats specially ('=' included, which would make a
+// first word an assignment) is put in single quotes.
 func shellQuote(s string) string {
 	if s != "" && !strings.ContainsAny(s, " \t\n'\"\\$`!*?[]{}()<>|&;#~=") {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// shellJoin is argv as one command line a user can paste.
+func shellJoin(argv []string) string {
+	words := make([]string, len(argv))
+	for i, a := range argv {
+		words[i] = shellQuote(a)
+	}
+	return strings.Join(words, " ")
 }
 
 // stdinPath is the file stdin was redirected from, when it is a regular
@@ -89,13 +100,13 @@ func stdinPath(r io.Reader) string {
 // tellRerun logs msg as an error with attrs, and how to go on: cmd, a
 // command line to paste as printed. Text logs put cmd on its own indented
 // line after "wp: HOW:"; JSON logs carry it as the line's "rerun".
-func tellRerun(c *cli.Context, lg *slog.Logger, msg, how, cmd string, attrs ...any) {
-	if c.String("log-format") == "json" {
+func (a *appState) tellRerun(lg *slog.Logger, msg, how, cmd string, attrs ...any) {
+	if a.jsonLogs {
 		lg.Error(msg+"; "+how+" the command in rerun", append(attrs, "rerun", cmd)...)
 		return
 	}
 	lg.Error(msg, attrs...)
-	tellHow(c, lg, how, cmd)
+	a.tellHow(lg, how, cmd)
 }
 
 // localResume is the wp local command line that resumes job id: --resume,
@@ -130,10 +141,10 @@ func inputArg(c *cli.Context) string {
 // tellHow prints how to go on: "wp: HOW:" and cmd on its own indented
 // line, to paste as printed; JSON logs get one line carrying it as
 // "rerun" instead.
-func tellHow(c *cli.Context, lg *slog.Logger, how, cmd string) {
-	if c.String("log-format") == "json" {
+func (a *appState) tellHow(lg *slog.Logger, how, cmd string) {
+	if a.jsonLogs {
 		lg.Info(how+" the command in rerun", "rerun", cmd)
 		return
 	}
-	fmt.Fprintf(c.App.ErrWriter, "wp: %s:\n  %s\n", how, cmd)
+	fmt.Fprintf(a.stderr, "wp: %s:\n  %s\n", how, cmd)
 }

@@ -3,12 +3,35 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
 	"sync"
 	"unicode"
 )
+
+// newLogger is wp's logger for --log-format, --verbose and --quiet.
+func newLogger(w io.Writer, format string, verbose, quiet bool) (*slog.Logger, error) {
+	level := slog.LevelInfo
+	switch {
+	case verbose && quiet:
+		return nil, errors.New("--verbose and --quiet cannot be used together")
+	case verbose:
+		level = slog.LevelDebug
+	case quiet:
+		level = slog.LevelError
+	}
+	switch format {
+	case "text", "":
+		return slog.New(newTextHandler(w, level)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+}
 
 // textHandler writes wp's own log lines for people: "wp: message key=value".
 // JSON logs (--log-format json) use slog's JSON handler instead, for

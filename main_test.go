@@ -28,7 +28,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(cleanupAfter{m}, map[string]func(){
 		"wp": main,
 		// exitwith N: exit with code N.
 		"exitwith": func() {
@@ -36,6 +36,15 @@ func TestMain(m *testing.M) {
 			os.Exit(n)
 		},
 	})
+}
+
+// cleanupAfter removes the wp binary testservers.BuildWP built, once the
+// tests have run (testscript.Main exits the process itself).
+type cleanupAfter struct{ m *testing.M }
+
+func (c cleanupAfter) Run() int {
+	defer testservers.CleanupWP()
+	return c.m.Run()
 }
 
 const testTopic = "arn:aws:sns:us-east-1:123456789012:wp-test"
@@ -65,22 +74,20 @@ func setupScript(env *testscript.Env) error {
 	}
 	env.Defer(sns.Close)
 	env.Values["sns"] = sns
-	for k, v := range map[string]string{
-		"WP_PROGRESS":               r.URL,
-		"REDIS_URL":                 r.URL,
-		"REDIS_ADDR":                r.Addr,
-		"AWS_ENDPOINT_URL":          url,
-		"AWS_REGION":                "us-east-1",
-		"AWS_ACCESS_KEY_ID":         "test",
-		"AWS_SECRET_ACCESS_KEY":     "test",
-		"AWS_EC2_METADATA_DISABLED": "true",
-		"WorkTopic":                 testTopic,
-		"HOME":                      filepath.Join(env.WorkDir, "home"),
-		"XDG_STATE_HOME":            filepath.Join(env.WorkDir, "state"),
-		"WP_STORE_TIMEOUT":          "10s",
-		"EXAMPLES":                  filepath.Join(testservers.RepoRoot(), "examples"),
-	} {
-		env.Setenv(k, v)
+	// testscript's own PATH (with wp on it) and TMPDIR stay.
+	for _, kv := range testservers.WPEnv(env.WorkDir,
+		"WP_PROGRESS="+r.URL,
+		"REDIS_URL="+r.URL,
+		"REDIS_ADDR="+r.Addr,
+		"AWS_ENDPOINT_URL="+url,
+		"WorkTopic="+testTopic,
+		"WP_STORE_TIMEOUT=10s",
+		"EXAMPLES="+filepath.Join(testservers.RepoRoot(), "examples"),
+	) {
+		k, v, _ := strings.Cut(kv, "=")
+		if k != "PATH" && k != "TMPDIR" {
+			env.Setenv(k, v)
+		}
 	}
 	return nil
 }
@@ -365,16 +372,13 @@ func cmdDeliver(ts *testscript.TestScript, neg bool, args []string) {
 	fmt.Fprintf(ts.Stdout(), "delivered %d messages\n", len(deliveries))
 }
 
-// environ is the script's environment as KEY=VALUE pairs.
+// environ is what of the script's environment a wp process it starts
+// gets: the base every test's wp has (testservers.WPEnv), and the settings
+// scripts give wp.
 func environ(ts *testscript.TestScript) []string {
 	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if v := ts.Getenv(k); v != "" {
-			env = append(env, k+"="+v)
-		}
-	}
-	for _, k := range []string{"WP_PROGRESS", "ProgressTable", "WP_FAIL_JOB_ON", "WP_LOG_FORMAT", "WP_GRACE", "WP_REDUCE_LEASE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED", "WorkTopic", "HOME", "XDG_STATE_HOME", "WP_STORE_TIMEOUT", "PATH", "WORK", "TMPDIR"} {
+	for _, k := range append(testservers.WPEnvKeys, "WP_PROGRESS", "ProgressTable", "WP_FAIL_JOB_ON", "WP_LOG_FORMAT", "WP_GRACE", "WP_REDUCE_LEASE", "WP_MAX_RECEIVES",
+		"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "WorkTopic", "WP_STORE_TIMEOUT", "WORK") {
 		if v := ts.Getenv(k); v != "" {
 			env = append(env, k+"="+v)
 		}

@@ -14,11 +14,10 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/wp-tools/wp/internal/publish"
+	"github.com/wp-tools/wp/internal/text"
 	"github.com/wp-tools/wp/internal/worker"
 )
-
-// maxMessageBytes is SNS's limit on a message body (256 KiB).
-const maxMessageBytes = 262144
 
 // lineError is bad input with the line it was found on.
 type lineError struct {
@@ -100,7 +99,7 @@ func checkPart(b []byte) (map[string]json.RawMessage, error) {
 	}
 	if b[0] != '{' {
 		if !json.Valid(b) {
-			return nil, fmt.Errorf("not JSON: %q (a part is one JSON object a line, e.g. {\"url\": \"s3://...\"})", truncateBytes(b, 40))
+			return nil, fmt.Errorf("not JSON: %q (a part is one JSON object a line, e.g. {\"url\": \"s3://...\"})", text.Truncate(b, 40))
 		}
 		return nil, fmt.Errorf("not a JSON object (a part is one JSON object a line, e.g. {\"url\": \"s3://...\"}; found %s)", jsonKind(b))
 	}
@@ -133,15 +132,8 @@ func jsonKind(b []byte) string {
 		if b[0] == '-' || (b[0] >= '0' && b[0] <= '9') {
 			return "a number"
 		}
-		return fmt.Sprintf("%q", truncateBytes(b, 20))
+		return fmt.Sprintf("%q", text.Truncate(b, 20))
 	}
-}
-
-func truncateBytes(b []byte, n int) string {
-	if len(b) <= n {
-		return string(b)
-	}
-	return string(b[:n]) + "..."
 }
 
 // mapMessage is the body of a part's map message: the part's own object with
@@ -225,7 +217,7 @@ func (s *spool) close() {
 // returns the first few problems, each with its line number; on any problem
 // nothing should be written anywhere.
 func readParts(r io.Reader, jobID string, sp *spool) error {
-	nr := newNDJSONReader(r, maxMessageBytes)
+	nr := newNDJSONReader(r, publish.MaxMessageBytes)
 	var problems []error
 	const maxProblems = 5
 	var msg []byte
@@ -245,8 +237,8 @@ func readParts(r io.Reader, jobID string, sp *spool) error {
 			problems = append(problems, &lineError{line, err})
 		} else {
 			msg = mapMessage(msg[:0], jobID, part, b)
-			if len(msg) > maxMessageBytes {
-				problems = append(problems, &lineError{line, fmt.Errorf("the map message would be %d bytes, over SNS's limit of %d", len(msg), maxMessageBytes)})
+			if len(msg) > publish.MaxMessageBytes {
+				problems = append(problems, &lineError{line, fmt.Errorf("the map message would be %d bytes, over SNS's limit of %d", len(msg), publish.MaxMessageBytes)})
 			} else if len(problems) == 0 {
 				if err := sp.add(msg); err != nil {
 					return err

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -12,13 +14,11 @@ import (
 
 	"github.com/wp-tools/wp/backends"
 	"github.com/wp-tools/wp/internal/display"
+	"github.com/wp-tools/wp/internal/partset"
 	"github.com/wp-tools/wp/internal/publish"
 )
 
-// retryBatch is how many parts one Retry call of the store takes.
-const retryBatch = 1000
-
-func retryCommand() *cli.Command {
+func retryCommand(a *appState) *cli.Command {
 	return &cli.Command{
 		Name:      "retry",
 		Usage:     "run a job's given-up (or pending) parts again: put them back to pending and publish their map messages",
@@ -47,11 +47,11 @@ retry, another input, a failed job, store or SNS error; 2 wrong command line.`,
 			topicFlag(),
 			&cli.IntFlag{Name: "concurrency", Value: publish.DefaultConcurrency, Usage: "PublishBatch calls in flight"},
 		},
-		Action: retryAction,
+		Action: a.retryAction,
 	}
 }
 
-func retryAction(c *cli.Context) error {
+func (a *appState) retryAction(c *cli.Context) error {
 	givenUp, pending := c.Bool("given-up"), c.Bool("pending")
 	if !givenUp && !pending {
 		givenUp = true
@@ -64,10 +64,9 @@ func retryAction(c *cli.Context) error {
 	if c.Int("concurrency") < 1 {
 		return usageError("--concurrency must be at least 1")
 	}
-	return withJob(c, func(st *backends.Store, id string) error {
-		ctx := c.Context
-		lg := logger(c).With("jobid", id)
-		job, err := st.Status(ctx, id)
+	return a.withJob(c, func(st *backends.Store, id string) error {
+		lg := a.logger().With("jobid", id)
+		job, err := st.Status(c.Context, id)
 		if err != nil {
 			return err
 		}
@@ -79,132 +78,169 @@ func retryAction(c *cli.Context) error {
 			return err
 		}
 		defer sp.close()
-		if err := readParts(c.App.Reader, id, sp); err != nil {
-			return fmt.Errorf("invalid input, nothing was changed: %w", err)
+		if err := retryInput(c, job, sp); err != nil {
+			return err
 		}
-		if sp.count != job.Total {
-			return fmt.Errorf("the input has %d parts, job %s has %d: give the file the job was created from; nothing was changed", sp.count, id, job.Total)
-		}
-		switch d := sp.digest(); {
-		case c.Bool("force"):
-		case job.Digest == "":
-			return fmt.Errorf("job %s records no digest of its input (it was created by an older wp, or by the Python or Node library): if this is the file it was created from, pass --force; nothing was changed", id)
-		case job.Digest != d:
-			return fmt.Errorf("the input's digest %s is not job %s's (%s): give the file the job was created from (or --force to publish this one); nothing was changed", short(d), id, short(job.Digest))
-		}
-
-		// Choose the parts, as bits over the job's parts.
-		chosen := make([]uint64, (job.Total+63)/64)
-		set := func(p int64) {
-			i := p - job.FirstPart
-			if i < 0 || i >= job.Total {
-				// A legacy job whose numbering is not known: its parts
-				// can only be matched to input lines when it is.
-				lg.Warn("part is not a line of the input: skipped", "partid", p, "first_part", job.FirstPart)
-				return
-			}
-			chosen[i/64] |= 1 << (uint(i) % 64)
-		}
-		var gaveUp []int64
-		if givenUp {
-			if err := st.GivenUp(ctx, id, func(p backends.GivenUpPart) error {
-				gaveUp = append(gaveUp, p.Part)
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
-		var npending int64
-		if pending {
-			if err := st.Pending(ctx, id, func(p int64) error {
-				set(p)
-				npending++
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
-		if len(gaveUp) == 0 && npending == 0 {
-			what := "no given-up parts"
-			switch {
-			case givenUp && pending:
-				what = "no given-up and no pending parts"
-			case pending:
-				what = "no pending parts"
-			}
-			return fmt.Errorf("job %s has %s: nothing to retry", id, what)
-		}
-		if dry {
-			w := bufio.NewWriter(c.App.Writer)
-			defer w.Flush()
-			for _, p := range gaveUp {
-				fmt.Fprintf(w, "%d\tgiven up\n", p)
-			}
-			if pending {
-				st.Pending(ctx, id, func(p int64) error {
-					_, err := fmt.Fprintf(w, "%d\tpending\n", p)
-					return err
-				})
-			}
-			lg.Info("dry run: nothing changed", "given_up", len(gaveUp), "pending", npending)
-			return nil
-		}
-
-		pub, err := publish.NewFromEnv(ctx, topic, publish.WithConcurrency(c.Int("concurrency")))
-		if err != nil {
-			return fmt.Errorf("sns: %w", err)
-		}
-		var moved int64
-		for i := 0; i < len(gaveUp); i += retryBatch {
-			m, err := st.Retry(ctx, id, gaveUp[i:min(i+retryBatch, len(gaveUp))])
-			if err != nil {
-				if moved > 0 {
-					lg.Error("some given-up parts are pending again, but their messages were not published: publish them with wp retry --pending", "moved", moved)
-				}
-				return err
-			}
-			for _, p := range m {
-				set(p)
-			}
-			moved += int64(len(m))
-		}
-		if moved+npending == 0 {
-			return fmt.Errorf("job %s: its given-up parts were completed or retried meanwhile: nothing to retry", id)
-		}
-		next, err := sp.reader()
+		plan, err := chooseRetry(c.Context, st, job, givenUp, pending, lg)
 		if err != nil {
 			return err
 		}
-		i := int64(-1)
-		chosenNext := func() (string, bool, error) {
-			for {
-				body, ok, err := next()
-				if !ok || err != nil {
-					return "", false, err
-				}
-				i++
-				if chosen[i/64]&(1<<(uint(i)%64)) == 0 {
-					continue
-				}
-				if job.FirstPart != 0 {
-					body = renumber(body, id, i, job.FirstPart+i)
-				}
-				return body, true, nil
-			}
+		if dry {
+			return plan.print(c, st, lg)
 		}
-		bar := display.NewBar(c.App.ErrWriter, "publishing", moved+npending)
-		start := time.Now()
-		sent, err := pub.PublishAll(ctx, "map", chosenNext, bar.Set)
-		bar.Done()
-		if err != nil {
-			tellRerun(c, lg, fmt.Sprintf("publishing failed part way: %d of %d parts published; the parts are pending", sent, moved+npending),
-				"publish their messages (duplicate map messages are harmless) with", retryRerun(c, id),
-				"published", sent, "parts", moved+npending, "error", err.Error())
-			return exitCode(exitError)
-		}
-		lg.Info("retried", "given_up", moved, "pending", npending, "published", sent, "seconds", time.Since(start).Seconds())
-		return nil
+		return a.publishRetry(c, st, job, sp, plan, lg)
 	})
+}
+
+// retryInput reads the input and checks that it is the one the job was
+// created from.
+func retryInput(c *cli.Context, job backends.Status, sp *spool) error {
+	id := job.ID
+	if err := readParts(c.App.Reader, id, sp); err != nil {
+		return fmt.Errorf("invalid input, nothing was changed: %w", err)
+	}
+	if sp.count != job.Total {
+		return fmt.Errorf("the input has %d parts, job %s has %d: give the file the job was created from; nothing was changed", sp.count, id, job.Total)
+	}
+	switch d := sp.digest(); {
+	case c.Bool("force"):
+	case job.Digest == "":
+		return fmt.Errorf("job %s records no digest of its input (it was created by an older wp, or by the Python or Node library): if this is the file it was created from, pass --force; nothing was changed", id)
+	case job.Digest != d:
+		return fmt.Errorf("the input's digest %s is not job %s's (%s): give the file the job was created from (or --force to publish this one); nothing was changed", short(d), id, short(job.Digest))
+	}
+	return nil
+}
+
+// retryPlan is what wp retry chose: the given-up parts to put back to
+// pending, and the parts whose messages are published (the pending parts
+// so far; the given-up ones join them once Retry moved them).
+type retryPlan struct {
+	job      backends.Status
+	gaveUp   []int64
+	npending int64
+	pending  bool // --pending: the pending parts are chosen
+	chosen   *partset.Set
+}
+
+// chooseRetry reads which parts wp retry would retry.
+func chooseRetry(ctx context.Context, st *backends.Store, job backends.Status, givenUp, pending bool, lg *slog.Logger) (*retryPlan, error) {
+	p := &retryPlan{job: job, pending: pending, chosen: partset.New(job.FirstPart, job.Total)}
+	if givenUp {
+		if err := st.GivenUp(ctx, job.ID, func(g backends.GivenUpPart) error {
+			p.gaveUp = append(p.gaveUp, g.Part)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if pending {
+		if err := st.Pending(ctx, job.ID, func(part int64) error {
+			p.choose(part, lg)
+			p.npending++
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if len(p.gaveUp) == 0 && p.npending == 0 {
+		what := "no given-up parts"
+		switch {
+		case givenUp && pending:
+			what = "no given-up and no pending parts"
+		case pending:
+			what = "no pending parts"
+		}
+		return nil, fmt.Errorf("job %s has %s: nothing to retry", job.ID, what)
+	}
+	return p, nil
+}
+
+// choose adds part to the parts whose messages are published.
+func (p *retryPlan) choose(part int64, lg *slog.Logger) {
+	if !p.chosen.Add(part) {
+		// A legacy job whose numbering is not known: its parts can
+		// only be matched to input lines when it is.
+		lg.Warn("part is not a line of the input: skipped", "partid", part, "first_part", p.job.FirstPart)
+	}
+}
+
+// print is --dry-run: the parts, one a line, and nothing changed.
+func (p *retryPlan) print(c *cli.Context, st *backends.Store, lg *slog.Logger) error {
+	w := bufio.NewWriter(c.App.Writer)
+	defer w.Flush()
+	for _, part := range p.gaveUp {
+		fmt.Fprintf(w, "%d\tgiven up\n", part)
+	}
+	if p.pending {
+		if err := st.Pending(c.Context, p.job.ID, func(part int64) error {
+			_, err := fmt.Fprintf(w, "%d\tpending\n", part)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	lg.Info("dry run: nothing changed", "given_up", len(p.gaveUp), "pending", p.npending)
+	return nil
+}
+
+// publishRetry puts the plan's given-up parts back to pending, then
+// publishes the chosen parts' map messages, each body the input's line.
+func (a *appState) publishRetry(c *cli.Context, st *backends.Store, job backends.Status, sp *spool, p *retryPlan, lg *slog.Logger) error {
+	ctx, id := c.Context, job.ID
+	pub, err := publish.NewFromEnv(ctx, c.String("topic"), publish.WithConcurrency(c.Int("concurrency")))
+	if err != nil {
+		return fmt.Errorf("sns: %w", err)
+	}
+	moved, err := st.RetryAll(ctx, id, p.gaveUp, func(m []int64) {
+		for _, part := range m {
+			p.choose(part, lg)
+		}
+	})
+	if err != nil {
+		if moved > 0 {
+			lg.Error("some given-up parts are pending again, but their messages were not published: publish them with wp retry --pending", "moved", moved)
+		}
+		return err
+	}
+	total := moved + p.npending
+	if total == 0 {
+		return fmt.Errorf("job %s: its given-up parts were completed or retried meanwhile: nothing to retry", id)
+	}
+	next, err := sp.reader()
+	if err != nil {
+		return err
+	}
+	i := int64(-1)
+	chosenNext := func() (string, bool, error) {
+		for {
+			body, ok, err := next()
+			if !ok || err != nil {
+				return "", false, err
+			}
+			i++
+			part := job.FirstPart + i
+			if !p.chosen.Has(part) {
+				continue
+			}
+			if job.FirstPart != 0 {
+				body = renumber(body, id, i, part)
+			}
+			return body, true, nil
+		}
+	}
+	bar := display.NewBar(c.App.ErrWriter, "publishing", total)
+	start := time.Now()
+	sent, err := pub.PublishAll(ctx, "map", chosenNext, bar.Set)
+	bar.Done()
+	if err != nil {
+		a.tellRerun(lg, fmt.Sprintf("publishing failed part way: %d of %d parts published; the parts are pending", sent, total),
+			"publish their messages (duplicate map messages are harmless) with", retryRerun(c, id),
+			"published", sent, "parts", total, "error", err.Error())
+		return exitSilently(exitError)
+	}
+	lg.Info("retried", "given_up", moved, "pending", p.npending, "published", sent, "seconds", time.Since(start).Seconds())
+	return nil
 }
 
 // renumber gives a map message (as mapMessage makes it, with part id from)

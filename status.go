@@ -95,7 +95,7 @@ func notFound(id string, err error) error {
 	return err
 }
 
-func infoCommand() *cli.Command {
+func infoCommand(a *appState) *cli.Command {
 	return &cli.Command{
 		Name:      "info",
 		Usage:     "show a job's progress and state",
@@ -113,15 +113,15 @@ job or store error (with --watch: also when the job failed); 2 wrong command lin
 			&cli.DurationFlag{Name: "interval", Value: 2 * time.Second, Usage: "refresh interval for --watch"},
 			progressFlag(),
 		},
-		Action: infoAction,
+		Action: a.infoAction,
 	}
 }
 
-func infoAction(c *cli.Context) error {
+func (a *appState) infoAction(c *cli.Context) error {
 	if c.Duration("interval") <= 0 {
 		return usageError("--interval must be positive")
 	}
-	return withJob(c, func(st *backends.Store, id string) error {
+	return a.withJob(c, func(st *backends.Store, id string) error {
 		for {
 			s, err := st.Status(c.Context, id)
 			if err != nil {
@@ -138,7 +138,7 @@ func infoAction(c *cli.Context) error {
 			}
 			switch s.State() {
 			case backends.StateFailed:
-				return exitCode(exitError)
+				return exitSilently(exitError)
 			case backends.StateComplete, backends.StateReduced:
 				return nil
 			}
@@ -197,7 +197,7 @@ func printInfo(w io.Writer, s backends.Status) {
 	}
 }
 
-func lsCommand() *cli.Command {
+func lsCommand(a *appState) *cli.Command {
 	return &cli.Command{
 		Name:  "ls",
 		Usage: "list jobs",
@@ -210,11 +210,11 @@ in the store's order. The store is read in pages, so any number of jobs works.
 			&cli.StringFlag{Name: "status", Usage: "only jobs in this state: running, failed, complete (includes reduced) or reduced"},
 			progressFlag(),
 		},
-		Action: lsAction,
+		Action: a.lsAction,
 	}
 }
 
-func lsAction(c *cli.Context) error {
+func (a *appState) lsAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError("ls takes no arguments, got %q", c.Args().First())
 	}
@@ -224,7 +224,7 @@ func lsAction(c *cli.Context) error {
 	default:
 		return usageError("--status %q: want running, failed, complete or reduced", filter)
 	}
-	st, err := openStore(c)
+	st, err := a.openStore(c)
 	if err != nil {
 		return err
 	}
@@ -270,7 +270,7 @@ func lsAction(c *cli.Context) error {
 	return nil
 }
 
-func pendingCommand() *cli.Command {
+func pendingCommand(a *appState) *cli.Command {
 	return &cli.Command{
 		Name:      "pending",
 		Usage:     "print a job's pending part ids",
@@ -290,15 +290,15 @@ Exit codes: 0 printed; 1 no such job or store error; 2 wrong command line.`,
 			&cli.BoolFlag{Name: "given-up", Usage: "list the given-up parts instead: part id, exit code (or signal), receive count, when, and the end of the command's stderr"},
 			progressFlag(),
 		},
-		Action: pendingAction,
+		Action: a.pendingAction,
 	}
 }
 
-func pendingAction(c *cli.Context) error {
+func (a *appState) pendingAction(c *cli.Context) error {
 	if c.Bool("given-up") {
-		return givenUpAction(c)
+		return a.givenUpAction(c)
 	}
-	return withJob(c, func(st *backends.Store, id string) error {
+	return a.withJob(c, func(st *backends.Store, id string) error {
 		w := bufio.NewWriterSize(c.App.Writer, 64*1024)
 		array := c.Bool("array")
 		n := 0
@@ -338,8 +338,8 @@ type givenUpJSON struct {
 	Stderr       string    `json:"stderr"`
 }
 
-func givenUpAction(c *cli.Context) error {
-	return withJob(c, func(st *backends.Store, id string) error {
+func (a *appState) givenUpAction(c *cli.Context) error {
+	return a.withJob(c, func(st *backends.Store, id string) error {
 		w := bufio.NewWriterSize(c.App.Writer, 64*1024)
 		array := c.Bool("array")
 		n := 0

@@ -61,27 +61,26 @@ func parseStoreTimeout() (time.Duration, error) {
 
 // openStore opens the chosen store; every call on it is bounded by
 // WP_STORE_TIMEOUT. A bad WP_STORE_TIMEOUT is a usage error.
-func openStore(c *cli.Context) (*backends.Store, error) {
-	to, err := appStoreTimeout(c)
-	if err != nil {
-		return nil, withCode(exitUsage, err)
+func (a *appState) openStore(c *cli.Context) (*backends.Store, error) {
+	if a.storeTimeoutErr != nil {
+		return nil, withCode(exitUsage, a.storeTimeoutErr)
 	}
 	u, src, err := storeURL(c)
 	if err != nil {
 		return nil, err
 	}
-	logger(c).Debug("progress store", "url", backends.Redact(u), "from", src)
-	return backends.Open(c.Context, u, to)
+	a.logger().Debug("progress store", "url", backends.Redact(u), "from", src)
+	return backends.Open(c.Context, u, a.storeTimeout)
 }
 
 // withJob opens the store, runs fn with the job id argument, and turns
 // ErrNotFound into "no such job: ID": what the one-job commands share.
-func withJob(c *cli.Context, fn func(st *backends.Store, id string) error) error {
+func (a *appState) withJob(c *cli.Context, fn func(st *backends.Store, id string) error) error {
 	id, err := jobIDArg(c)
 	if err != nil {
 		return err
 	}
-	st, err := openStore(c)
+	st, err := a.openStore(c)
 	if err != nil {
 		return err
 	}

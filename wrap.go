@@ -1,11 +1,11 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -24,22 +24,65 @@ const (
 	defaultMaxReceives = 10
 )
 
-// receiveCount reads ApproximateReceiveCount; 0 when it is missing or not
-// a number (the part is then never given up).
-func receiveCount(lg *slog.Logger) int {
-	s := os.Getenv("ApproximateReceiveCount")
-	if s == "" {
-		return 0
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil || n < 0 {
-		lg.Warn("ApproximateReceiveCount is not a number: the part will not be given up on this receive", "value", s)
-		return 0
-	}
-	return n
+// runOutcome is what wp run does at the end of its one delivery: the code
+// it exits with, and what watchbot then does with the message (the
+// README's exit-code table), said when it is not the plain success.
+type runOutcome struct {
+	exit func(worker.Result) int
+	next string
 }
 
-func runCommand() *cli.Command {
+var (
+	exitZero    = func(worker.Result) int { return exitOK }
+	exitAsCmd   = func(res worker.Result) int { return res.Status }
+	exitPoison  = func(worker.Result) int { return exitDrop }
+	exitToRetry = func(worker.Result) int { return exitRetry }
+)
+
+var runOutcomes = map[worker.Outcome]runOutcome{
+	worker.Completed:   {exitZero, ""},
+	worker.Finished:    {exitZero, ""},
+	worker.AlreadyDone: {exitZero, ""},
+	worker.Skipped:     {exitZero, ""},
+	worker.Reduced:     {exitZero, ""},
+	// A fail-job code passes through: 3 makes watchbot delete the
+	// message, another code is retried and the retry skips the part.
+	worker.FailedJob:     {exitAsCmd, "the job has failed"},
+	worker.CommandFailed: {exitAsCmd, "the message will be retried"},
+	worker.CannotStart:   {exitAsCmd, "the message will be retried"},
+	// Exit as the command did, so that the message still goes to the
+	// dead-letter queue once its receives are used up.
+	worker.GaveUp: {exitAsCmd, "the part is given up; the message goes back to the queue, and to its dead-letter queue once its receives are used up"},
+	// Nothing was recorded: never 0, so that the message is retried.
+	worker.Interrupted: {func(res worker.Result) int {
+		if res.Status != 0 {
+			return res.Status
+		}
+		if sig, ok := res.Signal.(syscall.Signal); ok {
+			return exitSignalBase + int(sig)
+		}
+		return exitSignalBase + int(syscall.SIGTERM)
+	}, "the message will be retried"},
+	worker.Dropped:     {exitPoison, "watchbot deletes the message"},
+	worker.Unavailable: {exitToRetry, "the message will be retried"},
+	worker.ClaimHeld:   {exitToRetry, "the message will be retried"},
+}
+
+// runEnd is wp run's exit for res, and the line saying what follows (with
+// receive, the receive count and --max-receives).
+func runEnd(lg *slog.Logger, res worker.Result, receive ...any) error {
+	o, ok := runOutcomes[res.Outcome]
+	if !ok {
+		o = runOutcome{exitToRetry, "the message will be retried"}
+	}
+	code := o.exit(res)
+	if code != exitOK && o.next != "" {
+		lg.Info(fmt.Sprintf("exit %d: %s", code, o.next), receive...)
+	}
+	return exitSilently(code)
+}
+
+func runCommand(a *appState) *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "run a worker command for one watchbot message and record the outcome",
@@ -95,11 +138,11 @@ Exit codes:
 			progressFlag(),
 			topicFlag(),
 		},
-		Action: runAction,
+		Action: a.runAction,
 	}
 }
 
-func runAction(c *cli.Context) error {
+func (a *appState) runAction(c *cli.Context) error {
 	argv := c.Args().Slice()
 	if len(argv) == 0 {
 		return usageError("wp run needs a command: wp run [flags] -- CMD [ARGS...]")
@@ -118,24 +161,36 @@ func runAction(c *cli.Context) error {
 	if fields.JobID == "" || fields.PartID == "" || fields.JobID == fields.PartID {
 		return usageError("--jobid-field and --partid-field must be two different, non-empty field names")
 	}
-	lg := logger(c)
-	d := worker.Delivery{Message: os.Getenv("Message"), Subject: os.Getenv("Subject"), ReceiveCount: receiveCount(lg)}
+	lg := a.logger()
+	d, badCount := worker.DeliveryFromEnv(os.Getenv)
+	if badCount != "" {
+		lg.Warn(worker.EnvReceiveCount+" is not a number: the part will not be given up on this receive", "value", badCount)
+	}
+	// The last receive wp is told of: watchbot's queue moves the message
+	// to its dead-letter queue after it.
+	d.Last = c.Int("max-receives") > 0 && d.ReceiveCount >= c.Int("max-receives")
 	// A poison message is dropped before touching the store.
-	if _, err := worker.ParseDelivery(d, fields); err != nil {
-		lg.Error("dropping message: " + err.Error())
-		return exitCode(exitDrop)
+	m, err := worker.ParseDelivery(d, fields)
+	if err != nil {
+		msg := "dropping message: " + err.Error()
+		var pe *worker.PoisonError
+		if errors.As(err, &pe) && pe.Missing != "" {
+			msg += fmt.Sprintf("; --%s-field names another field", map[bool]string{true: "jobid", false: "partid"}[pe.Missing == fields.JobID])
+		}
+		lg.Error(msg)
+		return exitSilently(exitDrop)
 	}
 	// Catch signals from now on, so none kills wp before the child runs.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	st, err := openStore(c)
+	st, err := a.openStore(c)
 	if err != nil {
 		// A store that cannot be opened, or is misconfigured: keep the
 		// message, so it runs once the store or its setting is fixed.
 		lg.Error("cannot open the progress store; the command was not run and the message will be retried", "error", err.Error())
-		return exitCode(exitRetry)
+		return exitSilently(exitRetry)
 	}
 	defer st.Close()
 	r := worker.New(st, publish.NewLazy(c.String("topic")), worker.Options{
@@ -144,9 +199,8 @@ func runAction(c *cli.Context) error {
 		ReduceLease: c.Duration("reduce-lease"),
 		ClaimWait:   reduceClaimWait,
 		Fields:      fields,
-		MaxReceives: c.Int("max-receives"),
 		Log:         lg,
 	})
 	spec := child.Spec{Argv: argv, Env: os.Environ(), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
-	return exitCode(runExitCode(r.Handle(c.Context, d, spec, sigs)))
+	return runEnd(lg.With(m.LogAttrs()...), r.Handle(c.Context, d, spec, sigs), "receive_count", d.ReceiveCount, "max_receives", c.Int("max-receives"))
 }

@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/wp-tools/wp/internal/text"
 )
 
 // Errors every store returns. Callers check them with errors.Is; stores may
@@ -323,14 +325,7 @@ func ValidateJobID(id string) error {
 		return errors.New("job id is empty")
 	}
 	if !jobIDPattern.MatchString(id) {
-		return fmt.Errorf("job id %q is not valid: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit", truncate(id, 64))
+		return fmt.Errorf("job id %q is not valid: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit", text.Truncate(id, 64))
 	}
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -91,13 +91,10 @@ func run(quick bool, out, only string) error {
 		return errors.New("GNU time not found: install it (Debian/Ubuntu: apt-get install -y time); it measures each process's peak RSS")
 	}
 	log.Printf("building wp")
-	e.wp = filepath.Join(tmp, "wp")
-	build := exec.Command("go", "build", "-o", e.wp, ".")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build wp: %v\n%s", err, b)
+	if e.wp, err = testservers.BuildWP(); err != nil {
+		return err
 	}
+	defer testservers.CleanupWP()
 	if err := npmCI(root, "dynalite"); err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -43,10 +42,7 @@ func newFleet(t *testing.T) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin, err := testservers.BuildWP()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testservers.BuildWPT(t)
 	st, table := newTable(t)
 	f := &fleet{t: t, st: st, table: table, libs: libs, wpBin: bin, wpSNS: snsfake.New(), libSNS: snsfake.New()}
 	if f.wpURL, err = f.wpSNS.Start(); err != nil {
@@ -57,11 +53,11 @@ func newFleet(t *testing.T) *fleet {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.libSNS.Close)
-	f.env = append(os.Environ(),
+	f.env = testservers.WPEnv(t.TempDir(),
 		"ProgressTable=arn:aws:dynamodb:us-east-1:123456789012:table/"+table,
+		"AWS_ENDPOINT_URL_DYNAMODB="+dynalite.URL,
 		"WorkTopic="+fleetTopic,
-		"AWS_REGION=us-east-1", "AWS_DEFAULT_REGION=us-east-1",
-		"AWS_ACCESS_KEY_ID=fake", "AWS_SECRET_ACCESS_KEY=fake",
+		"AWS_DEFAULT_REGION=us-east-1", // the Python library's boto3
 	)
 	return f
 }
@@ -177,7 +173,7 @@ func mustOK(t *testing.T, what string, r result) {
 	}
 }
 
-// TestFleet_NodeNumbering is issue 12's reproduction: the Node library
+// TestFleet_NodeNumbering reproduces the mixed fleet's first bug: the Node library
 // completes every part of a job before wp ever reads it, and its worker
 // dies before the reduce. wp run handed the redelivery of part 3 must send
 // the reduce. And a job wp read while its numbering showed keeps it.

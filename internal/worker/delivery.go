@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/wp-tools/wp/backends"
+	"github.com/wp-tools/wp/internal/text"
 )
 
 // Delivery is one message as watchbot hands it to a worker: the SNS message
@@ -17,6 +18,10 @@ type Delivery struct {
 	// ReceiveCount is the message's ApproximateReceiveCount (1 on the
 	// first delivery); 0 when unknown.
 	ReceiveCount int
+	// Last: no delivery of this message follows this one (the queue's last
+	// receive, the local runner's last attempt). A map part whose command
+	// fails on its last delivery is given up.
+	Last bool
 }
 
 // Subjects of wp's messages.
@@ -36,6 +41,15 @@ type Message struct {
 	Metadata json.RawMessage
 }
 
+// LogAttrs are the attributes of every log line about m: its job, subject
+// and (for a map) part.
+func (m Message) LogAttrs() []any {
+	if m.Subject == SubjectMap {
+		return []any{"jobid", m.JobID, "subject", m.Subject, "partid", m.Part}
+	}
+	return []any{"jobid", m.JobID, "subject", m.Subject}
+}
+
 // FieldNames names the message fields that hold the job id and the part id:
 // "jobid" and "partid" in the messages wp create and watchbot-progress-py
 // publish; messages published by other code (the Node library leaves the
@@ -49,12 +63,17 @@ var DefaultFields = FieldNames{JobID: "jobid", PartID: "partid"}
 
 // PoisonError is a message that can never succeed: the caller should drop
 // it rather than have it retried.
-type PoisonError struct{ Err error }
+type PoisonError struct {
+	Err error
+	// Missing names the id field the message lacks ("" for other
+	// problems): the caller may say how to name another.
+	Missing string
+}
 
 func (e *PoisonError) Error() string { return e.Err.Error() }
 func (e *PoisonError) Unwrap() error { return e.Err }
 
-func poison(format string, a ...any) error { return &PoisonError{fmt.Errorf(format, a...)} }
+func poison(format string, a ...any) error { return &PoisonError{Err: fmt.Errorf(format, a...)} }
 
 // ParseDelivery checks a message before anything else happens. Its errors
 // are *PoisonError.
@@ -78,10 +97,10 @@ func ParseDelivery(d Delivery, names FieldNames) (Message, error) {
 	}
 	raw, ok := m.Fields[names.JobID]
 	if !ok {
-		return m, poison("Message has no %s field (the job id; --jobid-field names another)", names.JobID)
+		return m, &PoisonError{Err: fmt.Errorf("Message has no %s field, which holds the job id", names.JobID), Missing: names.JobID}
 	}
 	if err := json.Unmarshal(raw, &m.JobID); err != nil {
-		return m, poison("Message %s is not a string: %s", names.JobID, truncate(raw, 40))
+		return m, poison("Message %s is not a string: %s", names.JobID, text.Truncate(raw, 40))
 	}
 	if err := backends.ValidateJobID(m.JobID); err != nil {
 		return m, poison("Message %s: %v", names.JobID, err)
@@ -103,7 +122,7 @@ func ParseDelivery(d Delivery, names FieldNames) (Message, error) {
 		return m, nil
 	}
 	if !hasPart {
-		return m, poison("map message has no %s field (the part id; --partid-field names another)", names.PartID)
+		return m, &PoisonError{Err: fmt.Errorf("map message has no %s field, which holds the part id", names.PartID), Missing: names.PartID}
 	}
 	p, err := parsePartID(m.Fields[names.PartID])
 	if err != nil {
@@ -117,26 +136,19 @@ func ParseDelivery(d Delivery, names FieldNames) (Message, error) {
 func parsePartID(raw json.RawMessage) (int64, error) {
 	s := string(bytes.TrimSpace(raw))
 	if s == "" || s[0] == '"' {
-		return 0, fmt.Errorf("%s is not a number", truncate(raw, 40))
+		return 0, fmt.Errorf("%s is not a number", text.Truncate(raw, 40))
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
 		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
-			return 0, fmt.Errorf("%s is too large", truncate(raw, 40))
+			return 0, fmt.Errorf("%s is too large", text.Truncate(raw, 40))
 		}
-		return 0, fmt.Errorf("%s is not a whole number", truncate(raw, 40))
+		return 0, fmt.Errorf("%s is not a whole number", text.Truncate(raw, 40))
 	}
 	if n < 0 {
 		return 0, fmt.Errorf("%d is negative", n)
 	}
 	return n, nil
-}
-
-func truncate(b []byte, n int) string {
-	if len(b) <= n {
-		return string(b)
-	}
-	return string(b[:n]) + "..."
 }
 
 // FailedReduceBody is the reduce message of a failed job created with

@@ -6,9 +6,11 @@
 // the reduce through the exactly-once claim protocol (EnsureReduce); a
 // fail-job code fails the job; anything else records nothing.
 //
-// The engine holds no process exit codes: Handle returns a Result whose
-// Outcome says what happened, and each caller maps it (wp run to its exit
-// code, wp local to its counters).
+// The engine holds no process exit codes and no caller's words: Handle
+// returns a Result whose Outcome says what happened, and its log lines say
+// what it did, never what happens next. Each caller maps the Result (wp run
+// to its exit code, the local runner to its retries and counters) and says
+// what follows.
 package worker
 
 import (
@@ -59,7 +61,9 @@ const (
 	// CommandFailed: the command exited non-zero (not a fail-job code):
 	// nothing is recorded.
 	CommandFailed
-	// CannotStart: the command could not be started (Err says why).
+	// CannotStart: the command could not be started (Err says why;
+	// Status is 127 when there is no such command, else 126, as a shell
+	// reports it).
 	CannotStart
 	// Interrupted: a signal was forwarded to the command: nothing is
 	// recorded, whatever it exited with.
@@ -76,10 +80,9 @@ const (
 	// sent (it may have died). Retrying later lets the reduce be sent once
 	// its claim runs out.
 	ClaimHeld
-	// GaveUp: the command failed on the last receive the queue makes
-	// (Options.MaxReceives): the part is recorded as given up. Status,
-	// Signal, NotFound are the command's, as for CommandFailed,
-	// Interrupted or CannotStart.
+	// GaveUp: the command failed on the part's last delivery
+	// (Delivery.Last): the part is recorded as given up. Status and
+	// NotFound are as for CommandFailed or CannotStart.
 	GaveUp
 )
 
@@ -103,7 +106,7 @@ type Result struct {
 	// Ran: the command was started.
 	Ran bool
 	// Status is the command's exit status when it ran (128+N when killed
-	// by signal N).
+	// by signal N), or 126 or 127 when it could not start.
 	Status int
 	// Signal is the signal forwarded to the command (Interrupted).
 	Signal os.Signal
@@ -139,23 +142,9 @@ type Options struct {
 	// Fields: the names of the message fields holding the job and part
 	// ids.
 	Fields FieldNames
-	// MaxReceives: a part whose command fails (or is killed, or cannot
-	// start) on receive MaxReceives or later of its message is given up:
-	// watchbot moves the message to its dead-letter queue after that many
-	// receives, so no delivery would ever end the part. An interrupted
-	// command (a signal wp forwarded) is not given up. 0: never.
-	MaxReceives int
-	// Log gets one line per delivery (and warnings and errors).
+	// Log gets what the engine does (one line per delivery, and
+	// warnings and errors); never what the caller does next.
 	Log *slog.Logger
-	// Retry says, in the log lines, what becomes of a delivery that
-	// recorded nothing. The default, "the message will be retried", is
-	// wp run's (watchbot retries it); wp local, which has no message, says
-	// what it does instead.
-	Retry string
-	// Last names a part's last delivery in the log lines. The default,
-	// "its last receive (the queue makes no more)", is wp run's; wp local
-	// speaks of its attempts.
-	Last string
 }
 
 // Runner handles deliveries against one store.
@@ -176,12 +165,6 @@ func New(store *backends.Store, pub Publisher, opt Options) *Runner {
 	if opt.Fields.PartID == "" {
 		opt.Fields.PartID = DefaultFields.PartID
 	}
-	if opt.Retry == "" {
-		opt.Retry = "the message will be retried"
-	}
-	if opt.Last == "" {
-		opt.Last = "its last receive (the queue makes no more)"
-	}
 	return &Runner{store: store, pub: pub, opt: opt}
 }
 
@@ -192,17 +175,17 @@ func New(store *backends.Store, pub Publisher, opt Options) *Runner {
 func (r *Runner) Handle(ctx context.Context, d Delivery, spec child.Spec, sigs <-chan os.Signal) Result {
 	m, err := ParseDelivery(d, r.opt.Fields)
 	if err != nil {
-		r.opt.Log.Error("dropping message: "+err.Error(), "subject", d.Subject)
+		r.opt.Log.Error("the message can never succeed: "+err.Error(), "subject", d.Subject)
 		return Result{Outcome: Dropped, Err: err}
 	}
 	lg := r.log(m)
 	job, err := r.store.Peek(ctx, m.JobID)
 	if errors.Is(err, backends.ErrNotFound) {
-		lg.Error("dropping message: no such job")
+		lg.Error("the message can never succeed: no such job")
 		return Result{Outcome: Dropped, Err: err}
 	}
 	if err != nil {
-		lg.Error("cannot read the job from the progress store; the command was not run and "+r.opt.Retry, "error", err.Error())
+		lg.Error("cannot read the job from the progress store: the command was not run", "error", err.Error())
 		return Result{Outcome: Unavailable, Err: err}
 	}
 	return r.process(ctx, lg, job, m, d, spec, sigs)
@@ -216,11 +199,7 @@ func (r *Runner) Process(ctx context.Context, job backends.Status, m Message, d 
 }
 
 func (r *Runner) log(m Message) *slog.Logger {
-	lg := r.opt.Log.With("jobid", m.JobID, "subject", m.Subject)
-	if m.Subject == SubjectMap {
-		lg = lg.With("partid", m.Part)
-	}
-	return lg
+	return r.opt.Log.With(m.LogAttrs()...)
 }
 
 func (r *Runner) process(ctx context.Context, lg *slog.Logger, job backends.Status, m Message, d Delivery, spec child.Spec, sigs <-chan os.Signal) Result {
@@ -229,7 +208,7 @@ func (r *Runner) process(ctx context.Context, lg *slog.Logger, job backends.Stat
 	}
 	if !job.HasPart(m.Part) {
 		err := fmt.Errorf("part %d is not a part of this job (parts %d to %d)", m.Part, job.FirstPart, job.LastPart())
-		lg.Error("dropping message: " + err.Error())
+		lg.Error("the message can never succeed: " + err.Error())
 		return Result{Outcome: Dropped, Err: err}
 	}
 	if job.Failed {
@@ -252,8 +231,8 @@ func (r *Runner) process(ctx context.Context, lg *slog.Logger, job backends.Stat
 		return res
 	}
 	var tail *tailWriter
-	if r.opt.MaxReceives > 0 && d.ReceiveCount >= r.opt.MaxReceives {
-		// The last receive: keep the end of stderr in case it fails.
+	if d.Last {
+		// The last delivery: keep the end of stderr in case it fails.
 		tail = &tailWriter{w: spec.Stderr}
 		spec.Stderr = tail
 	}
@@ -264,34 +243,26 @@ func (r *Runner) process(ctx context.Context, lg *slog.Logger, job backends.Stat
 	}
 	// A command that failed by itself (a code, a signal not forwarded by
 	// wp such as the kernel's SIGKILL, a command that cannot start) is
-	// given up on the last receive; an interrupted one is not: wp itself
+	// given up on the last delivery; an interrupted one is not: wp itself
 	// was told to stop, and records nothing.
 	if tail != nil && (res.Outcome == CommandFailed || res.Outcome == CannotStart) {
 		return r.giveUp(ctx, lg, job, m, d, res, tail)
 	}
 	if done {
 		if res.Outcome == CommandFailed {
-			lg.Warn("command failed: nothing recorded; " + r.opt.Retry)
+			lg.Info("command failed: nothing recorded")
 		}
 		return res
 	}
 	return r.complete(ctx, lg, job, m, res)
 }
 
-// giveUp records the part as given up after its command failed on the last
-// receive, and sends the reduce when that ended the job (or failed it, for a
+// giveUp records the part as given up after its command failed on its last
+// delivery, and sends the reduce when that ended the job (or failed it, for a
 // job that wants its reduce then too).
 func (r *Runner) giveUp(ctx context.Context, lg *slog.Logger, job backends.Status, m Message, d Delivery, res Result, tail *tailWriter) Result {
 	info := backends.GiveUpInfo{ExitCode: res.Status, ReceiveCount: d.ReceiveCount, Stderr: tail.String()}
-	switch {
-	case res.Outcome == CannotStart && res.NotFound:
-		info.ExitCode = 127
-	case res.Outcome == CannotStart:
-		info.ExitCode = 126
-	}
-	if sig, ok := res.Signal.(syscall.Signal); ok {
-		info.Signal = unix.SignalName(sig)
-	} else if res.Status > 128 && res.Status < 128+65 {
+	if res.Ran && res.Status > 128 && res.Status < 128+65 {
 		info.Signal = unix.SignalName(syscall.Signal(res.Status - 128))
 	}
 	if res.Outcome == CannotStart && res.Err != nil && info.Stderr == "" {
@@ -300,21 +271,21 @@ func (r *Runner) giveUp(ctx context.Context, lg *slog.Logger, job backends.Statu
 	comp, err := r.store.GiveUp(ctx, m.JobID, m.Part, info)
 	switch {
 	case errors.Is(err, backends.ErrJobFailed):
-		lg.Warn("the part failed on " + r.opt.Last + ", but the job has failed meanwhile: nothing recorded")
+		lg.Warn("the part failed on its last delivery, but the job has failed meanwhile: nothing recorded")
 		return res
 	case err != nil:
-		lg.Error("the part failed on "+r.opt.Last+", and giving it up could not be recorded: it stays pending", "error", err.Error(), "receive_count", d.ReceiveCount)
+		lg.Error("the part failed on its last delivery, and giving it up could not be recorded: it stays pending", "error", err.Error(), "receive_count", d.ReceiveCount)
 		return res
 	}
 	res.Outcome = GaveUp
 	switch {
 	case comp.Duplicate:
-		lg.Warn("the part failed on "+r.opt.Last+"; it was already given up or complete", "receive_count", d.ReceiveCount)
+		lg.Warn("the part failed on its last delivery; it was already given up or complete", "receive_count", d.ReceiveCount)
 	case comp.Failed:
 		res.JobFailed = true
 		lg.Error("part given up, and the job has failed: more parts given up than it tolerates; later parts will be skipped", "receive_count", d.ReceiveCount)
 	default:
-		lg.Error("part given up: it failed on "+r.opt.Last, "receive_count", d.ReceiveCount, "max_receives", r.opt.MaxReceives)
+		lg.Error("part given up: its command failed on its last delivery", "receive_count", d.ReceiveCount)
 	}
 	if comp.Failed && job.ReduceOnFailure {
 		// The reason is the store's: read it for the reduce message.
@@ -352,9 +323,12 @@ func (r *Runner) runCommand(ctx context.Context, lg *slog.Logger, job backends.S
 	cr, err := child.Run(ctx, spec, sigs, lg)
 	if err != nil {
 		var se *child.StartError
-		notFound := errors.As(err, &se) && se.NotFound
+		res := Result{Outcome: CannotStart, Status: child.StatusCannotExec, Err: err}
+		if errors.As(err, &se) && se.NotFound {
+			res.NotFound, res.Status = true, child.StatusNotFound
+		}
 		lg.Error("command could not start", "error", err.Error())
-		return Result{Outcome: CannotStart, NotFound: notFound, Err: err}, lg, true
+		return res, lg, true
 	}
 	res := Result{Ran: true, Status: cr.Status, Signal: cr.Signal}
 	lg = lg.With("exit_code", cr.Status, "duration_ms", cr.Took.Milliseconds())
@@ -366,13 +340,13 @@ func (r *Runner) runCommand(ctx context.Context, lg *slog.Logger, job backends.S
 	case cr.Signal != nil:
 		// Nothing is recorded, even if the command exited 0 after the
 		// signal: it may have stopped half way.
-		lg.Warn("interrupted: nothing recorded for the "+what+"; "+r.opt.Retry, "signal", cr.Signal.String())
+		lg.Info(what+" interrupted by "+child.SignalName(cr.Signal)+": nothing recorded", "signal", child.SignalName(cr.Signal))
 		res.Outcome = Interrupted
 		return res, lg, true
 	case cr.Status != 0 && r.opt.FailJobOn[cr.Status]:
 		reason := fmt.Sprintf("%s exited with code %d", what, cr.Status)
 		if err := r.store.Fail(ctx, m.JobID, reason); err != nil {
-			lg.Error("command asked to fail the job, but the progress store could not record it; "+r.opt.Retry, "error", err.Error())
+			lg.Error("the command asked to fail the job, but the progress store could not record it", "error", err.Error())
 			res.Outcome, res.Err = Unavailable, err
 			return res, lg, true
 		}
@@ -397,11 +371,11 @@ func (r *Runner) complete(ctx context.Context, lg *slog.Logger, job backends.Sta
 		res.Outcome = Skipped
 		return res
 	case errors.Is(err, backends.ErrNotFound), errors.Is(err, backends.ErrPartRange):
-		lg.Error("dropping message: cannot complete the part", "error", err.Error())
+		lg.Error("the message can never succeed: cannot complete the part", "error", err.Error())
 		res.Outcome, res.Err = Dropped, err
 		return res
 	case err != nil:
-		lg.Error("the command succeeded but its completion could not be recorded; "+r.opt.Retry, "error", err.Error())
+		lg.Error("the command succeeded but its completion could not be recorded", "error", err.Error())
 		res.Outcome, res.Err = Unavailable, err
 		return res
 	}
@@ -447,7 +421,7 @@ func (r *Runner) EnsureReduce(ctx context.Context, lg *slog.Logger, job backends
 		var err error
 		token, ok, err = r.store.ClaimReduce(ctx, jobID, r.opt.ReduceLease)
 		if err != nil {
-			lg.Error("cannot claim the reduce; "+r.opt.Retry, "error", err.Error())
+			lg.Error("cannot claim the reduce", "error", err.Error())
 			return Result{Outcome: Unavailable, Err: err}
 		}
 		if ok {
@@ -463,7 +437,7 @@ func (r *Runner) EnsureReduce(ctx context.Context, lg *slog.Logger, job backends
 		// whenever no other delivery comes after the claim runs out.
 		st, err := r.store.Peek(ctx, jobID)
 		if err != nil {
-			lg.Error("cannot read the job to learn whether the reduce was sent; "+r.opt.Retry, "error", err.Error())
+			lg.Error("cannot read the job to learn whether the reduce was sent", "error", err.Error())
 			return Result{Outcome: Unavailable, Err: err}
 		}
 		if st.ReduceSent || st.Failed {
@@ -471,10 +445,9 @@ func (r *Runner) EnsureReduce(ctx context.Context, lg *slog.Logger, job backends
 			return done
 		}
 		if time.Now().After(deadline) {
-			// Only the holder knows its lease (its --reduce-lease), and
-			// the store does not say when the claim was taken: say no
-			// more than that.
-			lg.Warn("another worker holds the reduce claim and has not recorded the reduce as sent (it may have died); "+r.opt.Retry+" so that the reduce is not lost: the claim runs out when the holder's lease (its --reduce-lease) ends, and a delivery after that sends the reduce", "waited", r.opt.ClaimWait.String())
+			// Only the holder knows its lease, and the store does not
+			// say when the claim was taken: say no more than that.
+			lg.Warn("another worker holds the reduce claim and has not recorded the reduce as sent (it may have died): the claim runs out when the holder's lease ends, and a delivery after that sends the reduce", "waited", r.opt.ClaimWait.String())
 			return Result{Outcome: ClaimHeld}
 		}
 		select {
@@ -496,7 +469,7 @@ func (r *Runner) EnsureReduce(ctx context.Context, lg *slog.Logger, job backends
 		if rerr := r.store.ReleaseReduce(ctx, jobID, token); rerr != nil {
 			lg.Warn("cannot release the reduce claim; it expires by itself", "lease", r.opt.ReduceLease.String(), "error", rerr.Error())
 		}
-		lg.Error("cannot publish the reduce message; "+r.opt.Retry+", and the retry sends it", "error", err.Error())
+		lg.Error("cannot publish the reduce message: the claim is released, so that a later delivery sends it", "error", err.Error())
 		return Result{Outcome: Unavailable, Err: err}
 	}
 	if err := r.store.MarkReduceSent(ctx, jobID); err != nil {
@@ -527,7 +500,7 @@ func (r *Runner) reduce(ctx context.Context, lg *slog.Logger, job backends.Statu
 		return res
 	}
 	if res.Status != 0 {
-		lg.Warn("reduce command failed: " + r.opt.Retry)
+		lg.Info("reduce command failed: nothing recorded")
 		res.Outcome = CommandFailed
 		return res
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wp-tools/wp/backends"
+	"github.com/wp-tools/wp/backends/memstore"
 	"github.com/wp-tools/wp/internal/child"
 )
 
@@ -50,7 +51,7 @@ func (p *memPub) reduces() int {
 // runner over them.
 type fixture struct {
 	t     *testing.T
-	mem   *memStore
+	mem   *memstore.Store
 	store *backends.Store
 	pub   *memPub
 	r     *Runner
@@ -60,7 +61,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, total int64, opt Options) *fixture {
 	t.Helper()
-	mem := newMemStore()
+	mem := memstore.New()
 	st := backends.New(mem, time.Minute)
 	if err := st.CreateJob(context.Background(), backends.Job{ID: "j", Total: total, Metadata: []byte(`{"k":"v"}`)}); err != nil {
 		t.Fatal(err)
@@ -106,6 +107,38 @@ func (f *fixture) complete(parts ...int64) {
 
 func mapMsg(part int64) Delivery {
 	return Delivery{Message: fmt.Sprintf(`{"jobid":"j","partid":%d,"url":"s3://x"}`, part), Subject: SubjectMap}
+}
+
+// signalWhenUp is a file for a command to create once it is up, and the
+// channel that gets sig once it exists: a signal sent to a command that is
+// surely running, and has set its traps.
+func signalWhenUp(t *testing.T, sig os.Signal) (string, chan os.Signal) {
+	t.Helper()
+	sigs := make(chan os.Signal, 1)
+	mark := filepath.Join(t.TempDir(), "up")
+	go func() {
+		// Not t.Fatal (not the test's goroutine): after 10 s the
+		// signal goes anyway, and the test sees what came of it.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if _, err := os.Stat(mark); err == nil {
+				break
+			}
+		}
+		sigs <- sig
+	}()
+	return mark, sigs
+}
+
+// waitUntil polls cond until it holds, failing after 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func check(t *testing.T, res Result, want Outcome) {
@@ -179,7 +212,7 @@ func TestHandle_Outcomes(t *testing.T) {
 	})
 	t.Run("Skipped_JobFailedWhileRunning", func(t *testing.T) {
 		f := newFixture(t, 2, Options{})
-		f.mem.beforeComplete = func() { f.store.Fail(ctx, "j", "meanwhile") }
+		f.mem.BeforeComplete(func() { f.store.Fail(ctx, "j", "meanwhile") })
 		res := f.r.Handle(ctx, mapMsg(0), f.cmd("exit 0"), nil)
 		check(t, res, Skipped)
 		if !res.Ran || res.Recorded {
@@ -221,17 +254,7 @@ func TestHandle_Outcomes(t *testing.T) {
 	})
 	t.Run("Interrupted", func(t *testing.T) {
 		f := newFixture(t, 2, Options{})
-		sigs := make(chan os.Signal, 1)
-		mark := filepath.Join(t.TempDir(), "up")
-		go func() {
-			for {
-				if _, err := os.Stat(mark); err == nil {
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			sigs <- syscall.SIGTERM
-		}()
+		mark, sigs := signalWhenUp(t, syscall.SIGTERM)
 		res := f.r.Handle(ctx, mapMsg(0), f.cmd("trap 'exit 0' TERM; touch "+mark+"; while :; do sleep 0.05; done"), sigs)
 		check(t, res, Interrupted)
 		if res.Signal != syscall.SIGTERM || res.Status != 0 || res.Recorded {
@@ -260,7 +283,7 @@ func TestHandle_Outcomes(t *testing.T) {
 	})
 	t.Run("Unavailable_BeforeRun", func(t *testing.T) {
 		f := newFixture(t, 2, Options{})
-		f.mem.setFail("Peek", errors.New("connection refused"))
+		f.mem.FailOn("Peek", errors.New("connection refused"))
 		res := f.r.Handle(ctx, mapMsg(0), f.cmd("exit 0"), nil)
 		check(t, res, Unavailable)
 		if res.Ran || f.didRun() {
@@ -269,7 +292,7 @@ func TestHandle_Outcomes(t *testing.T) {
 	})
 	t.Run("Unavailable_AfterRun", func(t *testing.T) {
 		f := newFixture(t, 2, Options{})
-		f.mem.setFail("Complete", errors.New("connection reset"))
+		f.mem.FailOn("Complete", errors.New("connection reset"))
 		res := f.r.Handle(ctx, mapMsg(0), f.cmd("exit 0"), nil)
 		check(t, res, Unavailable)
 		if !res.Ran || res.Recorded {
@@ -278,7 +301,7 @@ func TestHandle_Outcomes(t *testing.T) {
 	})
 	t.Run("Unavailable_FailJobNotRecorded", func(t *testing.T) {
 		f := newFixture(t, 2, Options{FailJobOn: CodeSet{3: true}})
-		f.mem.setFail("Fail", errors.New("connection reset"))
+		f.mem.FailOn("Fail", errors.New("connection reset"))
 		check(t, f.r.Handle(ctx, mapMsg(0), f.cmd("exit 3"), nil), Unavailable)
 	})
 	t.Run("Reduced", func(t *testing.T) {
@@ -370,8 +393,12 @@ func TestEnsureReduce(t *testing.T) {
 		f := newFixture(t, 1, Options{ClaimWait: 10 * time.Second})
 		f.complete(0)
 		f.store.ClaimReduce(ctx, "j", time.Hour)
+		// The holder records the reduce once this worker is waiting on
+		// its claim (it has looked at the job after being refused).
 		go func() {
-			time.Sleep(200 * time.Millisecond)
+			for f.mem.Calls("Peek") == 0 {
+				time.Sleep(time.Millisecond)
+			}
 			f.store.MarkReduceSent(ctx, "j")
 		}()
 		check(t, f.r.EnsureReduce(ctx, lg, backends.Status{ID: "j"}), Completed)
@@ -382,8 +409,15 @@ func TestEnsureReduce(t *testing.T) {
 	t.Run("ClaimExpired_Resent", func(t *testing.T) {
 		f := newFixture(t, 1, Options{ClaimWait: 10 * time.Second})
 		f.complete(0)
-		f.store.ClaimReduce(ctx, "j", 100*time.Millisecond) // a finisher that died
-		time.Sleep(150 * time.Millisecond)
+		f.store.ClaimReduce(ctx, "j", 50*time.Millisecond) // a finisher that died
+		// Its lease runs out: a claim can be taken again.
+		waitUntil(t, "the dead finisher's lease runs out", func() bool {
+			tok, ok, err := f.store.ClaimReduce(ctx, "j", time.Millisecond)
+			if ok {
+				f.store.ReleaseReduce(ctx, "j", tok)
+			}
+			return ok || err != nil
+		})
 		check(t, f.r.Handle(ctx, mapMsg(0), f.cmd("exit 0"), nil), AlreadyDone)
 		if got, want := f.pub.reduces(), 1; got != want {
 			t.Errorf("%d reduces published, want %d", got, want)
@@ -394,14 +428,14 @@ func TestEnsureReduce(t *testing.T) {
 		f.complete(0)
 		f.store.MarkReduceSent(ctx, "j")
 		check(t, f.r.Handle(ctx, mapMsg(0), f.cmd("exit 0"), nil), AlreadyDone)
-		if f.pub.reduces() != 0 || f.mem.count("ClaimReduce") != 0 {
-			t.Errorf("reduces %d, claims %d; want none", f.pub.reduces(), f.mem.count("ClaimReduce"))
+		if f.pub.reduces() != 0 || f.mem.Calls("ClaimReduce") != 0 {
+			t.Errorf("reduces %d, claims %d; want none", f.pub.reduces(), f.mem.Calls("ClaimReduce"))
 		}
 	})
 	t.Run("ClaimFails", func(t *testing.T) {
 		f := newFixture(t, 1, Options{})
 		f.complete(0)
-		f.mem.setFail("ClaimReduce", errors.New("timeout"))
+		f.mem.FailOn("ClaimReduce", errors.New("timeout"))
 		check(t, f.r.EnsureReduce(ctx, lg, backends.Status{ID: "j"}), Unavailable)
 	})
 	t.Run("RecordSentFails", func(t *testing.T) {
@@ -409,7 +443,7 @@ func TestEnsureReduce(t *testing.T) {
 		// delivery succeeds; the claim stays until its lease runs out.
 		f := newFixture(t, 1, Options{})
 		f.complete(0)
-		f.mem.setFail("MarkReduceSent", errors.New("timeout"))
+		f.mem.FailOn("MarkReduceSent", errors.New("timeout"))
 		check(t, f.r.EnsureReduce(ctx, lg, backends.Status{ID: "j"}), Completed)
 		if _, ok, _ := f.store.ClaimReduce(ctx, "j", time.Minute); ok {
 			t.Error("the claim was released after a published reduce")
@@ -459,7 +493,15 @@ func TestParseDelivery_Fields(t *testing.T) {
 	}
 }
 
+// lastReceive is receive n of part's message, the last one.
 func lastReceive(part int64, n int) Delivery {
+	d := mapMsg(part)
+	d.ReceiveCount, d.Last = n, true
+	return d
+}
+
+// receive is receive n of part's message, not the last.
+func receive(part int64, n int) Delivery {
 	d := mapMsg(part)
 	d.ReceiveCount = n
 	return d
@@ -494,14 +536,14 @@ func givenUp(t *testing.T, f *fixture) []backends.GivenUpPart {
 func TestHandle_GiveUp(t *testing.T) {
 	ctx := context.Background()
 	t.Run("BeforeLastReceive_Retried", func(t *testing.T) {
-		f := newToleratingFixture(t, 3, "1", false, Options{MaxReceives: 3})
-		check(t, f.r.Handle(ctx, lastReceive(0, 2), f.cmd("exit 5"), nil), CommandFailed)
+		f := newToleratingFixture(t, 3, "1", false, Options{})
+		check(t, f.r.Handle(ctx, receive(0, 2), f.cmd("exit 5"), nil), CommandFailed)
 		if s := f.status(); s.GivenUp != 0 || s.Remaining != 3 {
 			t.Errorf("GivenUp, Remaining = %d, %d; want 0, 3", s.GivenUp, s.Remaining)
 		}
 	})
 	t.Run("LastReceive_GivenUp", func(t *testing.T) {
-		f := newToleratingFixture(t, 3, "1", false, Options{MaxReceives: 3})
+		f := newToleratingFixture(t, 3, "1", false, Options{})
 		var errOut strings.Builder
 		spec := f.cmd("echo start >&2; head -c 2000 /dev/zero | tr '\\0' x >&2; echo ' the end' >&2; exit 5")
 		spec.Stderr = &errOut
@@ -526,7 +568,7 @@ func TestHandle_GiveUp(t *testing.T) {
 		}
 	})
 	t.Run("Killed_GivenUpWithSignal", func(t *testing.T) {
-		f := newToleratingFixture(t, 3, "1", false, Options{MaxReceives: 1})
+		f := newToleratingFixture(t, 3, "1", false, Options{})
 		res := f.r.Handle(ctx, lastReceive(0, 1), f.cmd("kill -KILL $$"), nil)
 		check(t, res, GaveUp)
 		if g := givenUp(t, f); len(g) != 1 || g[0].ExitCode != 137 || g[0].Signal != "SIGKILL" {
@@ -534,7 +576,7 @@ func TestHandle_GiveUp(t *testing.T) {
 		}
 	})
 	t.Run("CannotStart_GivenUp", func(t *testing.T) {
-		f := newToleratingFixture(t, 3, "1", false, Options{MaxReceives: 1})
+		f := newToleratingFixture(t, 3, "1", false, Options{})
 		res := f.r.Handle(ctx, lastReceive(0, 1), child.Spec{Argv: []string{"no-such-command-wp-test"}}, nil)
 		check(t, res, GaveUp)
 		if res.Ran || !res.NotFound {
@@ -544,12 +586,8 @@ func TestHandle_GiveUp(t *testing.T) {
 			t.Errorf("given up = %+v, want exit 127 and the start error", g)
 		}
 	})
-	t.Run("NeverWithoutReceiveCount", func(t *testing.T) {
-		f := newToleratingFixture(t, 3, "1", false, Options{MaxReceives: 3})
-		check(t, f.r.Handle(ctx, mapMsg(0), f.cmd("exit 5"), nil), CommandFailed)
-	})
 	t.Run("EndsJobWithinTolerance_OneReduce", func(t *testing.T) {
-		f := newToleratingFixture(t, 3, "1", false, Options{MaxReceives: 2, ClaimWait: time.Second})
+		f := newToleratingFixture(t, 3, "1", false, Options{ClaimWait: time.Second})
 		f.complete(0, 2)
 		res := f.r.Handle(ctx, lastReceive(1, 2), f.cmd("exit 9"), nil)
 		check(t, res, GaveUp)
@@ -573,7 +611,7 @@ func TestHandle_GiveUp(t *testing.T) {
 		}
 	})
 	t.Run("PastTolerance_FailsNoReduce", func(t *testing.T) {
-		f := newToleratingFixture(t, 4, "1", false, Options{MaxReceives: 1})
+		f := newToleratingFixture(t, 4, "1", false, Options{})
 		check(t, f.r.Handle(ctx, lastReceive(0, 1), f.cmd("exit 9"), nil), GaveUp)
 		res := f.r.Handle(ctx, lastReceive(1, 1), f.cmd("exit 9"), nil)
 		check(t, res, GaveUp)
@@ -594,7 +632,7 @@ func TestHandle_GiveUp(t *testing.T) {
 		}
 	})
 	t.Run("PastTolerance_ReduceOnFailure", func(t *testing.T) {
-		f := newToleratingFixture(t, 4, "0", true, Options{MaxReceives: 1, ClaimWait: time.Second})
+		f := newToleratingFixture(t, 4, "0", true, Options{ClaimWait: time.Second})
 		check(t, f.r.Handle(ctx, lastReceive(0, 1), f.cmd("exit 9"), nil), GaveUp)
 		if got, want := f.pub.reduces(), 1; got != want {
 			t.Fatalf("%d reduces, want %d", got, want)
@@ -639,18 +677,8 @@ func TestHandle_GiveUp(t *testing.T) {
 // TestHandle_GiveUp_NotWhenInterrupted: a signal wp forwarded (the task is
 // stopping, Ctrl-C in wp local) records nothing, even on the last receive.
 func TestHandle_GiveUp_NotWhenInterrupted(t *testing.T) {
-	f := newToleratingFixture(t, 3, "0", false, Options{MaxReceives: 1})
-	sigs := make(chan os.Signal, 1)
-	mark := filepath.Join(t.TempDir(), "up")
-	go func() {
-		for {
-			if _, err := os.Stat(mark); err == nil {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		sigs <- syscall.SIGTERM
-	}()
+	f := newToleratingFixture(t, 3, "0", false, Options{})
+	mark, sigs := signalWhenUp(t, syscall.SIGTERM)
 	res := f.r.Handle(context.Background(), lastReceive(0, 1), f.cmd("trap 'exit 1' TERM; touch "+mark+"; while :; do sleep 0.05; done"), sigs)
 	check(t, res, Interrupted)
 	if s := f.status(); s.GivenUp != 0 || s.Failed || s.Remaining != 3 {
