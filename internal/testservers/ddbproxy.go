@@ -751,6 +751,9 @@ func estimate(op string, req map[string]json.RawMessage) map[string]float64 {
 		return est
 	}
 	tables := requestTables(op, req)
+	if len(tables) == 0 {
+		return est // upstream refuses it
+	}
 	switch op {
 	case "GetItem", "Query", "Scan":
 		est[tables[0]] = readMin(boolField(req, "ConsistentRead"))
@@ -852,7 +855,7 @@ func meter(op string, req map[string]json.RawMessage, status int, errType string
 		used[cc.TableName] += cc.CapacityUnits
 	}
 	corrected := false
-	if op == "Scan" || op == "Query" {
+	if (op == "Scan" || op == "Query") && len(tables) == 1 {
 		t := tables[0]
 		consistent := boolField(req, "ConsistentRead")
 		u := used[t]

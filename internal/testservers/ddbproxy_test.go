@@ -205,6 +205,17 @@ func TestProxyTransparent(t *testing.T) {
 		}
 	}
 
+	// A malformed request gets dynalite's own error.
+	for _, op := range []string{"Query", "PutItem", "BatchGetItem"} {
+		for _, body := range []string{`{}`, `not json`} {
+			viaProxy, pr := rawCall(t, f.proxy.URL, op, body)
+			direct, dr := rawCall(t, f.dyn.URL, op, body)
+			if pr.StatusCode != dr.StatusCode || !bytes.Equal(viaProxy, direct) {
+				t.Errorf("%s %s: via proxy %d %s, direct %d %s", op, body, pr.StatusCode, viaProxy, dr.StatusCode, direct)
+			}
+		}
+	}
+
 	// Byte for byte: without capacity the proxy's answer is dynalite's.
 	body := `{"TableName":"transparent","Key":{"pk":{"S":"a"},"sk":{"S":"1"}},"ProjectionExpression":"pk"}`
 	viaProxy, _ := rawCall(t, f.proxy.URL, "GetItem", body)
