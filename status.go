@@ -236,7 +236,7 @@ func (a *appState) lsAction(c *cli.Context) error {
 	if asJSON {
 		w.WriteString("[")
 	}
-	err = st.List(c.Context, func(s backends.Status) error {
+	err = st.List(c.Context, backends.ListOptions{}, func(s backends.Status) error {
 		state := s.State()
 		if filter != "" && state != filter && !(filter == backends.StateComplete && state == backends.StateReduced) {
 			return nil

@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/wp-tools/wp/internal/text"
@@ -31,6 +33,13 @@ var (
 	ErrPartRange = errors.New("part id out of range")
 	// ErrJobFailed: the job has failed; nothing more is recorded for its parts.
 	ErrJobFailed = errors.New("job has failed")
+	// ErrThrottled: the store refused the call for throughput (DynamoDB's
+	// ProvisionedThroughputExceededException or ThrottlingException once
+	// the SDK's own retries are spent, a Redis server busy running a
+	// script): nothing was recorded, and the same call may succeed later.
+	// Callers that must not lose a write (a completion after the command
+	// succeeded) retry it for longer than other errors.
+	ErrThrottled = errors.New("the progress store refused the call for throughput (throttled)")
 	// ErrInvalidJobID: the job id is not one ValidateJobID accepts. Store
 	// returns it from every method before the driver is called; for every
 	// method but CreateJob the error also matches ErrNotFound, since no job
@@ -57,6 +66,15 @@ type Job struct {
 	// ("sha256:<hex>"), so that wp retry can refuse another file; "" when
 	// unknown.
 	Digest string
+	// ExpireAfter is how long the job is kept: from CreatedAt+ExpireAfter
+	// (rounded up to the second, ExpirySecond) on it is gone
+	// (Status.ExpiresAt says when); 0 keeps it until Delete.
+	ExpireAfter time.Duration
+	// Batch and BatchBytes are how the job's parts are packed into map
+	// messages: at most Batch consecutive parts and BatchBytes bytes a
+	// message (0: one part a message). Stores only keep them, for wp local
+	// and wp retry, which pack parts as wp create did.
+	Batch, BatchBytes int
 }
 
 // Completion is what Complete learns about the job after recording a part.
@@ -78,6 +96,10 @@ type Completion struct {
 	// Failed is true when this call failed the job: a GiveUp that left
 	// more parts given up than the job tolerates.
 	Failed bool
+	// Completed is how many parts this call completed that were not
+	// complete before (given-up parts it converted included): 0 or 1 for
+	// Complete, up to len(parts) for CompleteParts, 0 for GiveUp.
+	Completed int
 }
 
 // GiveUpInfo is what is recorded of a part given up.
@@ -94,6 +116,10 @@ type GiveUpInfo struct {
 	// Stderr is the end of the command's stderr: at most MaxStderrTail
 	// bytes of valid UTF-8.
 	Stderr string
+	// Reason says why the part was given up when it was not for its
+	// command's exit ("dead-lettered: ...", when the dead-letter sweep
+	// found its message); "" when it was. At most MaxReason bytes.
+	Reason string
 }
 
 // MaxStderrTail is the most of a given-up part's stderr a store keeps.
@@ -140,6 +166,28 @@ type Status struct {
 	// FailedByTolerance: the job failed because more parts were given up
 	// than it tolerates (Retry can make it run again).
 	FailedByTolerance bool
+	// LastEnded is when a part of the job last ended (completed or given
+	// up), by the store's clock, to the millisecond; zero when none has, or
+	// the store cannot tell (jobs written by other tools).
+	LastEnded time.Time
+	// RecentEnded parts ended in the last RecentWindow: the store counts
+	// ended parts by the minute for RecentMinutes minutes, and the window
+	// is the counted minutes up to now (shorter for a younger job). A
+	// store that keeps no such count for the job (jobs written by other
+	// tools) leaves RecentWindow 0.
+	RecentEnded  int64
+	RecentWindow time.Duration
+	// ExpiresAt is when the job expires, to the second (zero: never).
+	ExpiresAt time.Time
+	// Batch and BatchBytes are the job's, as CreateJob stored them.
+	Batch, BatchBytes int
+	// Estimated: Remaining is an estimate (as Peek allows, and List), not
+	// an exact count; the parts completed are then not known exactly
+	// either.
+	Estimated bool
+	// ReadUnits is the read capacity this read consumed, where the store
+	// meters reads (DynamoDB read units); 0 elsewhere.
+	ReadUnits float64
 	// EitherNumbering marks a job written by a legacy library whose
 	// numbering (0..Total-1 or 1..Total) nothing tells any more: every id
 	// from 0 to Total is taken, and FirstPart is 0. A store completes such
@@ -231,6 +279,25 @@ type Driver interface {
 	// returns ErrNotFound and creates nothing.
 	Complete(ctx context.Context, jobID string, part int64) (Completion, error)
 
+	// CompleteParts is Complete for several parts of one job (a batch):
+	// each part is recorded as Complete records it, in at most one write
+	// per store shard (the parts p with the same p/ShardSize()), each of
+	// them atomic: the parts of one shard are recorded all together or not
+	// at all. The Completion is as Complete's for the batch as a whole:
+	// Finisher is true for the one call of the job (CompleteParts,
+	// Complete or GiveUp) that left no part pending; Duplicate when every
+	// part was complete before; Completed counts the parts it completed.
+	// parts must be distinct (the Store checks, and sorts them). A part
+	// outside the job returns ErrPartRange and records nothing; a failed
+	// job ErrJobFailed and nothing; an unknown job ErrNotFound.
+	CompleteParts(ctx context.Context, jobID string, parts []int64) (Completion, error)
+
+	// ShardSize is how many consecutive parts share a shard, so that
+	// CompleteParts of parts in one shard is one write: parts
+	// k*ShardSize() .. (k+1)*ShardSize()-1 of a job, numbered from 0. 0:
+	// the store has no shards (any batch is one write).
+	ShardSize() int64
+
 	// Fail marks the job failed with a reason. A failed job stays failed:
 	// calling Fail again keeps the first reason and returns nil. The
 	// Store refuses a reason longer than MaxReason bytes (ErrLongReason)
@@ -242,8 +309,10 @@ type Driver interface {
 
 	// Peek is Status for the hot path (wp run reads it before every part):
 	// one small read whatever the job's size. Every field is as Status
-	// returns it except Remaining, which may be an estimate: 0 exactly
-	// when no part is pending, otherwise between 1 and Total.
+	// returns it except Remaining, which may be an estimate (Estimated): 0
+	// exactly when no part is pending, otherwise between 1 and Total; and
+	// LastEnded and RecentEnded, which may be older (RecentWindow may be
+	// 0).
 	Peek(ctx context.Context, jobID string) (Status, error)
 
 	// Pending calls fn with each pending part id in ascending order. It
@@ -251,10 +320,24 @@ type Driver interface {
 	// returns an error, Pending stops and returns that error.
 	Pending(ctx context.Context, jobID string, fn func(part int64) error) error
 
-	// List calls fn once per job in the store, in no particular order,
-	// reading the store in bounded pages (never one unbounded call). If fn
-	// returns an error, List stops and returns it.
-	List(ctx context.Context, fn func(Status) error) error
+	// List calls fn once per job in the store, newest first (by
+	// CreatedAt, then id; jobs whose creation time the store does not
+	// know, written by other tools, after all others), reading the store
+	// in bounded pages (never one unbounded call) and in proportion to the
+	// jobs fn is given, not to their parts: a Status may estimate
+	// Remaining (Estimated), and LastEnded may be older, as Peek's. Only jobs created at or after
+	// opt.Since are listed (if it is set: jobs of unknown creation time
+	// are then left out). If fn returns an error, List stops and returns
+	// it.
+	List(ctx context.Context, opt ListOptions, fn func(Status) error) error
+
+	// SetExpiry makes every item or key of the job expire at at (to the
+	// second; zero: never). A job whose expiry has passed is gone: every
+	// method returns ErrNotFound for it, List leaves it out, CreateJob
+	// may take its id again, and the store reclaims its space (Redis at
+	// once, SQLite when a store is opened or a job ends, DynamoDB through
+	// the table's time to live, within days).
+	SetExpiry(ctx context.Context, jobID string, at time.Time) error
 
 	// GiveUp records that part failed for good: the queue will not deliver
 	// it again. A given-up part has ended: the job is done when every part
@@ -312,6 +395,52 @@ type Driver interface {
 
 	// Close releases connections and files.
 	Close() error
+}
+
+// RecentMinutes is how many minutes of ended parts a store counts for
+// Status.RecentEnded.
+const RecentMinutes = 10
+
+// ListOptions shape a List.
+type ListOptions struct {
+	// Since: only jobs created at or after it (zero: every job).
+	Since time.Time
+	// Limit is how many jobs the caller means to take before it stops
+	// (0: all), so that a store reads pages of about that size.
+	Limit int
+	// Note, when set, is told once why the listing reads more than the
+	// jobs it lists (a DynamoDB table without wp's index is scanned).
+	Note func(string)
+}
+
+// ExpirySecond is t rounded up to the second, as stores keep expiry times
+// (DynamoDB's time to live is in seconds): never before t. The zero time
+// stays zero.
+func ExpirySecond(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		return r.Add(time.Second)
+	}
+	return t
+}
+
+// SortNewestFirst sorts jobs as List yields them: newest first by
+// CreatedAt, then by id; jobs of unknown creation time last, by id.
+func SortNewestFirst(jobs []Status) {
+	slices.SortFunc(jobs, func(a, b Status) int {
+		switch {
+		case a.CreatedAt.IsZero() != b.CreatedAt.IsZero():
+			if a.CreatedAt.IsZero() {
+				return 1
+			}
+			return -1
+		case !a.CreatedAt.Equal(b.CreatedAt):
+			return b.CreatedAt.Compare(a.CreatedAt)
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 }
 
 var jobIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)

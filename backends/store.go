@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -131,6 +132,53 @@ func (s *Store) Complete(ctx context.Context, jobID string, part int64) (Complet
 	return c, err
 }
 
+// MaxBatch is the most parts one CompleteParts takes: a batch comes from
+// one map message, which SNS limits to 256 KiB.
+const MaxBatch = 4096
+
+// CompleteParts implements Driver.CompleteParts. It sorts parts and refuses
+// an empty batch, one with a part twice or a negative part, and one of more
+// than MaxBatch parts, before the driver is called.
+func (s *Store) CompleteParts(ctx context.Context, jobID string, parts []int64) (Completion, error) {
+	what := fmt.Sprintf("complete %d parts of job %s", len(parts), jobID)
+	if len(parts) > 0 {
+		what = fmt.Sprintf("complete parts %d to %d of job %s", slices.Min(parts), slices.Max(parts), jobID)
+	}
+	sorted := slices.Sorted(slices.Values(parts))
+	switch {
+	case len(sorted) == 0:
+		return Completion{}, fmt.Errorf("%s: no parts", what)
+	case len(sorted) > MaxBatch:
+		return Completion{}, fmt.Errorf("%s: %d parts, more than %d", what, len(sorted), MaxBatch)
+	case sorted[0] < 0:
+		return Completion{}, fmt.Errorf("%s: part %d: %w", what, sorted[0], ErrPartRange)
+	}
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i] == sorted[i-1] {
+			return Completion{}, fmt.Errorf("%s: part %d given twice", what, sorted[i])
+		}
+	}
+	var c Completion
+	err := s.call(ctx, what, jobID, func(ctx context.Context) error {
+		var err error
+		c, err = s.d.CompleteParts(ctx, jobID, sorted)
+		return err
+	})
+	return c, err
+}
+
+// ShardSize implements Driver.ShardSize.
+func (s *Store) ShardSize() int64 { return s.d.ShardSize() }
+
+// SetExpiry implements Driver.SetExpiry, to the second (rounded up: a job
+// never expires before the time asked for).
+func (s *Store) SetExpiry(ctx context.Context, jobID string, at time.Time) error {
+	at = ExpirySecond(at)
+	return s.call(ctx, "set the expiry of job "+jobID, jobID, func(ctx context.Context) error {
+		return s.d.SetExpiry(ctx, jobID, at)
+	})
+}
+
 // ErrLongReason: a reason given to Fail is longer than MaxReason bytes.
 var ErrLongReason = fmt.Errorf("reason longer than %d bytes", MaxReason)
 
@@ -185,9 +233,9 @@ func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) e
 
 // List implements Driver.List. It is not bounded by the timeout as a
 // whole: it reads any number of pages.
-func (s *Store) List(ctx context.Context, fn func(Status) error) error {
+func (s *Store) List(ctx context.Context, opt ListOptions, fn func(Status) error) error {
 	var fnErr error
-	err := s.d.List(ctx, func(st Status) error {
+	err := s.d.List(ctx, opt, func(st Status) error {
 		fnErr = fn(st)
 		return fnErr
 	})
@@ -198,9 +246,12 @@ func (s *Store) List(ctx context.Context, fn func(Status) error) error {
 }
 
 // GiveUp implements Driver.GiveUp. It keeps at most MaxStderrTail bytes of
-// info.Stderr (its end, cut at a character boundary) and sets info.At to now
-// when it is zero.
+// info.Stderr (its end, cut at a character boundary), refuses a Reason of
+// more than MaxReason bytes, and sets info.At to now when it is zero.
 func (s *Store) GiveUp(ctx context.Context, jobID string, part int64, info GiveUpInfo) (Completion, error) {
+	if len(info.Reason) > MaxReason {
+		return Completion{}, fmt.Errorf("give up part %d of job %s: the reason is %d bytes: %w", part, jobID, len(info.Reason), ErrLongReason)
+	}
 	info.Stderr = StderrTail(info.Stderr)
 	if info.At.IsZero() {
 		info.At = time.Now()

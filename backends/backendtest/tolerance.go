@@ -166,7 +166,7 @@ func testJobFieldsRoundTrip(t *testing.T, st *backends.Store) {
 		checkPeek(t, st, s)
 	}
 	n := 0
-	if err := st.List(ctx(t), func(s backends.Status) error {
+	if err := st.List(ctx(t), backends.ListOptions{}, func(s backends.Status) error {
 		n++
 		check("List", s, byID[s.ID])
 		return nil
@@ -180,7 +180,7 @@ func testJobFieldsRoundTrip(t *testing.T, st *backends.Store) {
 	mustGiveUp(t, st, "job-f4", 5)
 	mustGiveUp(t, st, "job-f2", 0)
 	mustGiveUp(t, st, "job-f3", 0)
-	if err := st.List(ctx(t), func(s backends.Status) error {
+	if err := st.List(ctx(t), backends.ListOptions{}, func(s backends.Status) error {
 		want := map[string]int64{"job-f1": 0, "job-f2": 1, "job-f3": 1, "job-f4": 1}[s.ID]
 		if s.GivenUp != want {
 			t.Errorf("List: %s GivenUp = %d, want %d", s.ID, s.GivenUp, want)

@@ -268,7 +268,7 @@ func TestLegacy(t *testing.T) {
 				t.Fatal(err)
 			}
 			found := map[string]backends.Status{}
-			if err := st.List(ctx, func(s backends.Status) error { found[s.ID] = s; return nil }); err != nil {
+			if err := st.List(ctx, backends.ListOptions{}, func(s backends.Status) error { found[s.ID] = s; return nil }); err != nil {
 				t.Fatal(err)
 			}
 			if len(found) != 2 || found[id].Remaining != total || found[id].FirstPart != tc.first || found["wp-job"].Remaining != 3 {
@@ -463,7 +463,7 @@ func TestCreate_Interrupted(t *testing.T) {
 		t.Errorf("Complete of a half-written job: err = %v, want ErrNotFound", err)
 	}
 	n := 0
-	st.List(ctx, func(backends.Status) error { n++; return nil })
+	st.List(ctx, backends.ListOptions{}, func(backends.Status) error { n++; return nil })
 	if n != 0 {
 		t.Errorf("List shows %d jobs, want none (the job is half written)", n)
 	}

@@ -219,7 +219,7 @@ func TestLayout1(t *testing.T) {
 	if _, err := st.Status(ctx, "v1-sent"); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.List(ctx, func(backends.Status) error { return nil }); err != nil {
+	if err := st.List(ctx, backends.ListOptions{}, func(backends.Status) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"v1-sent", "v1-listed"} {

@@ -267,7 +267,7 @@ func (st *Store) Pending(ctx context.Context, jobID string, fn func(part int64) 
 // LastEvaluatedKey to the end), keeps the job items (wp's and legacy ones;
 // shard and group items have no total), and computes Remaining for each
 // page's jobs with batched reads. Memory is bounded by one page.
-func (st *Store) List(ctx context.Context, fn func(backends.Status) error) error {
+func (st *Store) List(ctx context.Context, _ backends.ListOptions, fn func(backends.Status) error) error {
 	var start item
 	for {
 		out, err := st.db.Scan(ctx, &ddb.ScanInput{

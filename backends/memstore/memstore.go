@@ -36,6 +36,46 @@ type job struct {
 	givenUp  map[int64]backends.GiveUpInfo
 	claim    string
 	claimExp time.Time
+	// ended counts the parts that ended in each minute (unix minutes).
+	ended map[int64]int64
+}
+
+// end records that n parts of j ended now.
+func (j *job) end(n int64) {
+	if n == 0 {
+		return
+	}
+	now := time.Now()
+	j.LastEnded = now.Truncate(time.Millisecond)
+	j.ended[now.Unix()/60] += n
+	for m := range j.ended {
+		if m <= now.Unix()/60-backends.RecentMinutes {
+			delete(j.ended, m)
+		}
+	}
+}
+
+// status is j's Status now, with its recent count.
+func (j *job) status() backends.Status {
+	st := j.Status
+	now := time.Now()
+	first := now.Unix()/60 - backends.RecentMinutes + 1
+	start := time.Unix(first*60, 0)
+	if st.CreatedAt.After(start) {
+		start = st.CreatedAt
+	}
+	for m, n := range j.ended {
+		if m >= first {
+			st.RecentEnded += n
+		}
+	}
+	st.RecentWindow = max(now.Sub(start), time.Millisecond)
+	return st
+}
+
+// expired says whether j's expiry has passed.
+func (j *job) expired() bool {
+	return !j.ExpiresAt.IsZero() && !time.Now().Before(j.ExpiresAt)
 }
 
 // New returns an empty store.
@@ -76,6 +116,10 @@ func (s *Store) do(op, id string, fn func(j *job) error) error {
 		return err
 	}
 	j, ok := s.jobs[id]
+	if ok && j.expired() {
+		delete(s.jobs, id)
+		ok = false
+	}
 	if !ok {
 		return backends.ErrNotFound
 	}
@@ -93,15 +137,22 @@ func (s *Store) CreateJob(ctx context.Context, jb backends.Job) error {
 	if jb.Total < 1 {
 		return errors.New("a job needs at least 1 part")
 	}
-	if _, ok := s.jobs[jb.ID]; ok {
+	if j, ok := s.jobs[jb.ID]; ok && !j.expired() {
 		return backends.ErrExists
 	}
 	var meta json.RawMessage
 	if len(jb.Metadata) > 0 {
 		meta = append(json.RawMessage(nil), jb.Metadata...)
 	}
-	s.jobs[jb.ID] = &job{Status: backends.Status{ID: jb.ID, Total: jb.Total, Remaining: jb.Total, Metadata: meta, CreatedAt: time.Now().Truncate(time.Millisecond),
-		Tolerance: jb.Tolerance, ReduceOnFailure: jb.ReduceOnFailure, Digest: jb.Digest}, done: map[int64]bool{}, givenUp: map[int64]backends.GiveUpInfo{}}
+	now := time.Now().Truncate(time.Millisecond)
+	var expires time.Time
+	if jb.ExpireAfter > 0 {
+		expires = backends.ExpirySecond(now.Add(jb.ExpireAfter))
+	}
+	s.jobs[jb.ID] = &job{Status: backends.Status{ID: jb.ID, Total: jb.Total, Remaining: jb.Total, Metadata: meta, CreatedAt: now,
+		Tolerance: jb.Tolerance, ReduceOnFailure: jb.ReduceOnFailure, Digest: jb.Digest,
+		ExpiresAt: expires, Batch: jb.Batch, BatchBytes: jb.BatchBytes},
+		done: map[int64]bool{}, givenUp: map[int64]backends.GiveUpInfo{}, ended: map[int64]int64{}}
 	return nil
 }
 
@@ -118,33 +169,64 @@ func (j *job) endable(part int64) error {
 }
 
 // Complete implements backends.Driver.
-func (s *Store) Complete(ctx context.Context, id string, part int64) (c backends.Completion, err error) {
+func (s *Store) Complete(ctx context.Context, id string, part int64) (backends.Completion, error) {
+	return s.complete("Complete", id, []int64{part})
+}
+
+// CompleteParts implements backends.Driver: all of parts, under one lock.
+func (s *Store) CompleteParts(ctx context.Context, id string, parts []int64) (backends.Completion, error) {
+	return s.complete("CompleteParts", id, parts)
+}
+
+func (s *Store) complete(op, id string, parts []int64) (c backends.Completion, err error) {
 	s.mu.Lock()
 	hook := s.beforeComplete
 	s.mu.Unlock()
 	if hook != nil {
 		hook()
 	}
-	err = s.do("Complete", id, func(j *job) error {
-		if err := j.endable(part); err != nil {
-			return err
+	err = s.do(op, id, func(j *job) error {
+		for _, p := range parts {
+			if err := j.endable(p); err != nil {
+				return err
+			}
 		}
-		if j.done[part] {
-			c = backends.Completion{Duplicate: true, Done: j.Remaining == 0, ReduceSent: j.ReduceSent}
-			return nil
+		wasDone := j.Remaining == 0
+		for _, p := range parts {
+			if j.done[p] {
+				continue
+			}
+			j.done[p] = true
+			c.Completed++
+			if _, ok := j.givenUp[p]; ok {
+				delete(j.givenUp, p)
+				j.GivenUp--
+				continue
+			}
+			j.Remaining--
 		}
-		j.done[part] = true
-		if _, ok := j.givenUp[part]; ok {
-			delete(j.givenUp, part)
-			j.GivenUp--
-			c = backends.Completion{Done: j.Remaining == 0, ReduceSent: j.ReduceSent}
-			return nil
-		}
-		j.Remaining--
-		c = backends.Completion{Finisher: j.Remaining == 0, Done: j.Remaining == 0, ReduceSent: j.ReduceSent}
+		j.end(int64(c.Completed))
+		c.Duplicate = c.Completed == 0
+		c.Done = j.Remaining == 0
+		c.Finisher = c.Done && !wasDone
+		c.ReduceSent = j.ReduceSent
 		return nil
 	})
 	return c, err
+}
+
+// ShardSize implements backends.Driver: the store has no shards.
+func (s *Store) ShardSize() int64 { return 0 }
+
+// SetExpiry implements backends.Driver.
+func (s *Store) SetExpiry(ctx context.Context, id string, at time.Time) error {
+	return s.do("SetExpiry", id, func(j *job) error {
+		j.ExpiresAt = at
+		if j.expired() {
+			delete(s.jobs, id)
+		}
+		return nil
+	})
 }
 
 // GiveUp implements backends.Driver.
@@ -161,6 +243,7 @@ func (s *Store) GiveUp(ctx context.Context, id string, part int64, info backends
 		j.givenUp[part] = info
 		j.GivenUp++
 		j.Remaining--
+		j.end(1)
 		c = backends.Completion{Finisher: j.Remaining == 0, Done: j.Remaining == 0, ReduceSent: j.ReduceSent}
 		if j.GivenUp > j.Tolerance.Limit(j.Total) {
 			j.Failed, j.FailedByTolerance = true, true
@@ -231,7 +314,7 @@ func (s *Store) Fail(ctx context.Context, id, reason string) error {
 // Status implements backends.Driver.
 func (s *Store) Status(ctx context.Context, id string) (st backends.Status, err error) {
 	err = s.do("Status", id, func(j *job) error {
-		st = j.Status
+		st = j.status()
 		return nil
 	})
 	return st, err
@@ -240,7 +323,7 @@ func (s *Store) Status(ctx context.Context, id string) (st backends.Status, err 
 // Peek implements backends.Driver.
 func (s *Store) Peek(ctx context.Context, id string) (st backends.Status, err error) {
 	err = s.do("Peek", id, func(j *job) error {
-		st = j.Status
+		st = j.status()
 		return nil
 	})
 	return st, err
@@ -276,19 +359,26 @@ func (s *Store) Pending(ctx context.Context, id string, fn func(int64) error) er
 }
 
 // List implements backends.Driver.
-func (s *Store) List(ctx context.Context, fn func(backends.Status) error) error {
+func (s *Store) List(ctx context.Context, opt backends.ListOptions, fn func(backends.Status) error) error {
 	s.mu.Lock()
 	s.calls["List"]++
 	err := s.fail["List"]
 	var all []backends.Status
-	for _, j := range s.jobs {
-		all = append(all, j.Status)
+	for id, j := range s.jobs {
+		if j.expired() {
+			delete(s.jobs, id)
+			continue
+		}
+		if !opt.Since.IsZero() && j.CreatedAt.Before(opt.Since) {
+			continue
+		}
+		all = append(all, j.status())
 	}
 	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	sort.Slice(all, func(a, b int) bool { return all[a].ID < all[b].ID })
+	backends.SortNewestFirst(all)
 	for _, st := range all {
 		if err := fn(st); err != nil {
 			return err

@@ -111,7 +111,7 @@ func TestCluster_EveryNode(t *testing.T) {
 			t.Fatalf("open by %s: %v", addr, err)
 		}
 		n := 0
-		if err := st.List(ctx, func(s backends.Status) error { n++; return nil }); err != nil {
+		if err := st.List(ctx, backends.ListOptions{}, func(s backends.Status) error { n++; return nil }); err != nil {
 			t.Fatalf("List by %s: %v", addr, err)
 		}
 		if n != jobs {

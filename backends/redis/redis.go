@@ -427,7 +427,7 @@ func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) e
 
 // List implements backends.Store. On a cluster it scans every master in
 // turn (a SCAN sees only its own node's keys).
-func (s *Store) List(ctx context.Context, fn func(backends.Status) error) error {
+func (s *Store) List(ctx context.Context, _ backends.ListOptions, fn func(backends.Status) error) error {
 	nodes := []goredis.Cmdable{s.c}
 	if s.cluster != nil {
 		var mu sync.Mutex

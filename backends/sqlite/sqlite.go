@@ -539,7 +539,7 @@ func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) e
 	}
 }
 
-func (s *Store) List(ctx context.Context, fn func(backends.Status) error) error {
+func (s *Store) List(ctx context.Context, _ backends.ListOptions, fn func(backends.Status) error) error {
 	return pages(ctx, listPage, "", func(st backends.Status) string { return st.ID },
 		func(after string) (*sql.Rows, error) {
 			return s.db.QueryContext(ctx, `SELECT `+statusColumns+` FROM jobs
