@@ -408,9 +408,29 @@ type ListOptions struct {
 	// Limit is how many jobs the caller means to take before it stops
 	// (0: all), so that a store reads pages of about that size.
 	Limit int
+	// Scan: read every job the store holds, those its index of jobs does
+	// not list too (on DynamoDB, jobs written by the other tools that no
+	// wp command has read yet): slow, in proportion to the store's size.
+	Scan bool
 	// Note, when set, is told once why the listing reads more than the
 	// jobs it lists (a DynamoDB table without wp's index is scanned).
 	Note func(string)
+}
+
+type staleKey struct{}
+
+// AllowStale marks ctx for reads that may be up to a second or so stale
+// (wp info, wp ls): a store that can read more cheaply so (DynamoDB's
+// eventually consistent reads, half the read units) does. Writes, and the
+// reads that decide them, never are.
+func AllowStale(ctx context.Context) context.Context {
+	return context.WithValue(ctx, staleKey{}, true)
+}
+
+// StaleAllowed says whether ctx is marked by AllowStale.
+func StaleAllowed(ctx context.Context) bool {
+	ok, _ := ctx.Value(staleKey{}).(bool)
+	return ok
 }
 
 // ExpirySecond is t rounded up to the second, as stores keep expiry times
