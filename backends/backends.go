@@ -292,6 +292,12 @@ type Driver interface {
 	// job ErrJobFailed and nothing; an unknown job ErrNotFound.
 	CompleteParts(ctx context.Context, jobID string, parts []int64) (Completion, error)
 
+	// PartStates says of each of parts whether it is pending, complete or
+	// given up, as of now (reading at most one item or key per store
+	// shard): a worker handed a batch again runs only the parts still
+	// pending. A part outside the job returns ErrPartRange.
+	PartStates(ctx context.Context, jobID string, parts []int64) ([]PartState, error)
+
 	// ShardSize is how many consecutive parts share a shard, so that
 	// CompleteParts of parts in one shard is one write: parts
 	// k*ShardSize() .. (k+1)*ShardSize()-1 of a job, numbered from 0. 0:
@@ -395,6 +401,28 @@ type Driver interface {
 
 	// Close releases connections and files.
 	Close() error
+}
+
+// PartState is where one part stands.
+type PartState int
+
+// The states of a part.
+const (
+	PartPending PartState = iota
+	PartComplete
+	PartGivenUp
+)
+
+func (p PartState) String() string {
+	switch p {
+	case PartPending:
+		return "pending"
+	case PartComplete:
+		return "complete"
+	case PartGivenUp:
+		return "given up"
+	}
+	return fmt.Sprintf("PartState(%d)", int(p))
 }
 
 // RecentMinutes is how many minutes of ended parts a store counts for

@@ -167,6 +167,23 @@ func (s *Store) CompleteParts(ctx context.Context, jobID string, parts []int64) 
 	return c, err
 }
 
+// PartStates implements Driver.PartStates (at most MaxBatch parts).
+func (s *Store) PartStates(ctx context.Context, jobID string, parts []int64) ([]PartState, error) {
+	if len(parts) > MaxBatch {
+		return nil, fmt.Errorf("states of %d parts of job %s: more than %d", len(parts), jobID, MaxBatch)
+	}
+	var states []PartState
+	err := s.call(ctx, fmt.Sprintf("read the states of %d parts of job %s", len(parts), jobID), jobID, func(ctx context.Context) error {
+		var err error
+		states, err = s.d.PartStates(ctx, jobID, parts)
+		if err == nil && len(states) != len(parts) {
+			err = fmt.Errorf("the store gave %d states for %d parts", len(states), len(parts))
+		}
+		return err
+	})
+	return states, err
+}
+
 // ShardSize implements Driver.ShardSize.
 func (s *Store) ShardSize() int64 { return s.d.ShardSize() }
 

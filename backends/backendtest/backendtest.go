@@ -86,6 +86,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"CompleteParts_Storm", testCompletePartsStorm},
 		{"CompleteParts_GivenUp", testCompletePartsGivenUp},
 		{"CompleteParts_Refused", testCompletePartsRefused},
+		{"PartStates", testPartStates},
 		{"Progress_LastEnded", testLastEnded},
 		{"Progress_Recent", testRecent},
 		{"GiveUp_Reason", testGiveUpReason},

@@ -248,3 +248,32 @@ func testCompletePartsRefused(t *testing.T, st *backends.Store) {
 		t.Error(err)
 	}
 }
+
+// testPartStates: PartStates tells pending, complete and given-up parts
+// apart, across shards, in the order asked; a part outside the job is an
+// error.
+func testPartStates(t *testing.T, st *backends.Store) {
+	const id = "job-ps"
+	size := shardOr(st, 16)
+	total := size + 4
+	mustCreateJob(t, st, backends.Job{ID: id, Total: total, Tolerance: backends.Tolerance{Parts: 5}})
+	mustComplete(t, st, id, 1)
+	mustCompleteParts(t, st, id, size, size+1)
+	mustGiveUp(t, st, id, 2)
+	mustGiveUp(t, st, id, size+3)
+	ask := []int64{size + 3, 0, 1, 2, size, size + 2, size - 1}
+	got, err := st.PartStates(ctx(t), id, ask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []backends.PartState{backends.PartGivenUp, backends.PartPending, backends.PartComplete, backends.PartGivenUp, backends.PartComplete, backends.PartPending, backends.PartPending}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("PartStates(%v) = %v, want %v", ask, got, want)
+	}
+	if _, err := st.PartStates(ctx(t), id, []int64{0, total}); !errors.Is(err, backends.ErrPartRange) {
+		t.Errorf("PartStates of a part outside the job: err = %v, want ErrPartRange", err)
+	}
+	if _, err := st.PartStates(ctx(t), "job-nosuch", []int64{0}); !errors.Is(err, backends.ErrNotFound) {
+		t.Errorf("PartStates of no job: err = %v, want ErrNotFound", err)
+	}
+}

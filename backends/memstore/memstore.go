@@ -215,6 +215,26 @@ func (s *Store) complete(op, id string, parts []int64) (c backends.Completion, e
 	return c, err
 }
 
+// PartStates implements backends.Driver.
+func (s *Store) PartStates(ctx context.Context, id string, parts []int64) (states []backends.PartState, err error) {
+	err = s.do("PartStates", id, func(j *job) error {
+		for _, p := range parts {
+			if p < 0 || p >= j.Total {
+				return backends.ErrPartRange
+			}
+			st := backends.PartPending
+			if j.done[p] {
+				st = backends.PartComplete
+			} else if _, ok := j.givenUp[p]; ok {
+				st = backends.PartGivenUp
+			}
+			states = append(states, st)
+		}
+		return nil
+	})
+	return states, err
+}
+
 // ShardSize implements backends.Driver: the store has no shards.
 func (s *Store) ShardSize() int64 { return 0 }
 
