@@ -39,6 +39,9 @@ type Message struct {
 	Fields map[string]json.RawMessage
 	// Metadata is a reduce message's metadata (nil when it has none).
 	Metadata json.RawMessage
+	// Batch is a batch message's parts, in part order (nil for a plain
+	// map message); Part is then the first of them.
+	Batch []BatchPart
 }
 
 // LogAttrs are the attributes of every log line about m: its job, subject
@@ -106,11 +109,12 @@ func ParseDelivery(d Delivery, names FieldNames) (Message, error) {
 		return m, poison("Message %s: %v", names.JobID, err)
 	}
 	_, hasPart := m.Fields[names.PartID]
+	_, isBatch := m.Fields[BatchField]
 	switch d.Subject {
 	case SubjectMap, SubjectReduce:
 		m.Subject = d.Subject
 	case "":
-		if !hasPart {
+		if !hasPart && !isBatch {
 			return m, poison("no Subject and no %s: cannot tell a map message from a reduce", names.PartID)
 		}
 		m.Subject = SubjectMap
@@ -120,6 +124,12 @@ func ParseDelivery(d Delivery, names FieldNames) (Message, error) {
 	if m.Subject == SubjectReduce {
 		m.Metadata = m.Fields["metadata"]
 		return m, nil
+	}
+	if isBatch {
+		if hasPart {
+			return m, poison("batch message has a %s of its own: its parts carry theirs", names.PartID)
+		}
+		return m, parseBatch(&m, raw, names)
 	}
 	if !hasPart {
 		return m, &PoisonError{Err: fmt.Errorf("map message has no %s field, which holds the part id", names.PartID), Missing: names.PartID}

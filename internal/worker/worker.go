@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"syscall"
@@ -121,6 +122,22 @@ type Result struct {
 	// JobFailed: this delivery failed the job (a fail-job code, or a
 	// give-up past the job's tolerance).
 	JobFailed bool
+	// Duplicate: GaveUp of a part that had ended already (nothing
+	// changed).
+	Duplicate bool
+	// Parts is what became of each part of a batch message (nil for a
+	// plain map message or a reduce).
+	Parts []PartResult
+}
+
+// PartResult is what became of one part of a batch message: its Outcome
+// (Completed, Skipped when it had ended already or the job failed,
+// CommandFailed, CannotStart, GaveUp, FailedJob, Interrupted, or not run:
+// 0) and its command's Status.
+type PartResult struct {
+	Part    int64
+	Outcome Outcome
+	Status  int
 }
 
 // Options are the part semantics a caller chooses.
@@ -142,6 +159,13 @@ type Options struct {
 	// Fields: the names of the message fields holding the job and part
 	// ids.
 	Fields FieldNames
+	// ThrottleWait: how long a completion (or give-up, or failed job)
+	// that the store refuses for throughput is tried again before the
+	// delivery gives up as Unavailable. 0: not retried.
+	ThrottleWait time.Duration
+	// Jobs: how many parts of a batch message run side by side (0 or 1:
+	// one after another, in part order).
+	Jobs int
 	// Log gets what the engine does (one line per delivery, and
 	// warnings and errors); never what the caller does next.
 	Log *slog.Logger
@@ -206,28 +230,15 @@ func (r *Runner) process(ctx context.Context, lg *slog.Logger, job backends.Stat
 	if m.Subject == SubjectReduce {
 		return r.reduce(ctx, lg, job, m, spec, sigs)
 	}
+	if m.Batch != nil {
+		return r.processBatch(ctx, lg, job, m, d, spec, sigs)
+	}
 	if !job.HasPart(m.Part) {
 		err := fmt.Errorf("part %d is not a part of this job (parts %d to %d)", m.Part, job.FirstPart, job.LastPart())
 		lg.Error("the message can never succeed: " + err.Error())
 		return Result{Outcome: Dropped, Err: err}
 	}
-	if job.Failed {
-		lg.Info("job has failed: skipping part", "reason", job.Error)
-		if job.ReduceOnFailure && !job.ReduceSent {
-			// Its reduce is due; whoever failed the job may have died
-			// before sending it.
-			if res := r.EnsureReduce(ctx, lg, job); res.Outcome != Completed {
-				return res
-			}
-		}
-		return Result{Outcome: Skipped}
-	}
-	if job.Remaining == 0 {
-		lg.Info("every part is already complete: not running the command")
-		res := r.EnsureReduce(ctx, lg, job)
-		if res.Outcome == Completed {
-			res.Outcome = AlreadyDone
-		}
+	if res, done := r.beforeParts(ctx, lg, job); done {
 		return res
 	}
 	var tail *tailWriter
@@ -268,28 +279,68 @@ func (r *Runner) giveUp(ctx context.Context, lg *slog.Logger, job backends.Statu
 	if res.Outcome == CannotStart && res.Err != nil && info.Stderr == "" {
 		info.Stderr = res.Err.Error()
 	}
-	comp, err := r.store.GiveUp(ctx, m.JobID, m.Part, info)
+	return r.recordGiveUp(ctx, lg, job, m.JobID, m.Part, info, res)
+}
+
+// GiveUpPart records part of job as given up without a command having run
+// for it (the dead-letter sweep found its message: info.Reason says so),
+// and ends the job as every give-up does: the reduce is sent when this ended
+// the job within its tolerance, or the failed job's when it wants one. The
+// Result is GaveUp (Duplicate in its log line when the part had ended
+// already), or what kept it from being recorded.
+func (r *Runner) GiveUpPart(ctx context.Context, job backends.Status, part int64, info backends.GiveUpInfo) Result {
+	lg := r.opt.Log.With("jobid", job.ID, "subject", SubjectMap, "partid", part)
+	res := r.recordGiveUp(ctx, lg, job, job.ID, part, info, Result{Outcome: Unavailable})
+	if res.Outcome == Unavailable && res.Err == nil {
+		res.Err = errors.New("the give-up could not be recorded")
+	}
+	return res
+}
+
+// recordGiveUp gives part up with info; res is the Result so far (the
+// command's), returned as GaveUp once the give-up is recorded.
+func (r *Runner) recordGiveUp(ctx context.Context, lg *slog.Logger, job backends.Status, jobID string, part int64, info backends.GiveUpInfo, res Result) Result {
+	var comp backends.Completion
+	err := r.persist(ctx, lg, "the give-up", func() (err error) {
+		comp, err = r.store.GiveUp(ctx, jobID, part, info)
+		return err
+	})
+	lead := "the part failed on its last delivery"
+	if info.Reason != "" {
+		lead = "the part was " + info.Reason
+	}
 	switch {
 	case errors.Is(err, backends.ErrJobFailed):
-		lg.Warn("the part failed on its last delivery, but the job has failed meanwhile: nothing recorded")
+		lg.Warn(lead + ", but the job has failed meanwhile: nothing recorded")
+		if !res.Ran && res.Outcome == Unavailable { // GiveUpPart: the job has ended
+			res.Outcome = Skipped
+		}
 		return res
 	case err != nil:
-		lg.Error("the part failed on its last delivery, and giving it up could not be recorded: it stays pending", "error", err.Error(), "receive_count", d.ReceiveCount)
+		lg.Error(lead+", and giving it up could not be recorded: it stays pending", "error", err.Error(), "receive_count", info.ReceiveCount)
+		if res.Outcome == Unavailable {
+			res.Err = err
+		}
 		return res
 	}
 	res.Outcome = GaveUp
+	why := "its command failed on its last delivery"
+	if info.Reason != "" {
+		why = info.Reason
+	}
 	switch {
 	case comp.Duplicate:
-		lg.Warn("the part failed on its last delivery; it was already given up or complete", "receive_count", d.ReceiveCount)
+		res.Duplicate = true
+		lg.Warn(lead+"; it was already given up or complete", "receive_count", info.ReceiveCount)
 	case comp.Failed:
 		res.JobFailed = true
-		lg.Error("part given up, and the job has failed: more parts given up than it tolerates; later parts will be skipped", "receive_count", d.ReceiveCount)
+		lg.Error("part given up, and the job has failed: more parts given up than it tolerates; later parts will be skipped", "receive_count", info.ReceiveCount)
 	default:
-		lg.Error("part given up: its command failed on its last delivery", "receive_count", d.ReceiveCount)
+		lg.Error("part given up: "+why, "receive_count", info.ReceiveCount)
 	}
 	if comp.Failed && job.ReduceOnFailure {
 		// The reason is the store's: read it for the reduce message.
-		if now, err := r.store.Peek(ctx, m.JobID); err == nil {
+		if now, err := r.store.Peek(ctx, jobID); err == nil {
 			job = now
 		} else {
 			job.Failed, job.Error = true, "parts given up past the tolerance"
@@ -302,6 +353,41 @@ func (r *Runner) giveUp(ctx context.Context, lg *slog.Logger, job backends.Statu
 		r.EnsureReduce(ctx, lg, job)
 	}
 	return res
+}
+
+// persist runs write, which records what became of a part (a completion, a
+// give-up, a failed job), and runs it again while the store refuses it for
+// throughput (backends.ErrThrottled), for up to Options.ThrottleWait with
+// backoff: a command that succeeded must not be run again by the queue just
+// because its completion was throttled.
+func (r *Runner) persist(ctx context.Context, lg *slog.Logger, what string, write func() error) error {
+	err := write()
+	if !errors.Is(err, backends.ErrThrottled) || r.opt.ThrottleWait <= 0 {
+		return err
+	}
+	start := time.Now()
+	lg.Warn("the progress store is throttling: recording "+what+" again until it takes it", "for_at_most", r.opt.ThrottleWait.String(), "error", err.Error())
+	delay := 50 * time.Millisecond
+	for attempt := 2; ; attempt++ {
+		// Full jitter, as AWS advises for a fleet of writers.
+		wait := time.Duration(rand.Int64N(int64(delay))) + time.Millisecond
+		if time.Since(start)+wait > r.opt.ThrottleWait {
+			lg.Error("the progress store throttled "+what+" for longer than the throttle wait", "attempts", attempt-1, "waited", time.Since(start).Round(time.Millisecond).String())
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		if err = write(); !errors.Is(err, backends.ErrThrottled) {
+			if err == nil {
+				lg.Info(what+" recorded after throttling", "attempts", attempt, "waited", time.Since(start).Round(time.Millisecond).String())
+			}
+			return err
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
 }
 
 // runCommand runs the command for one message and deals with what map and
@@ -345,7 +431,7 @@ func (r *Runner) runCommand(ctx context.Context, lg *slog.Logger, job backends.S
 		return res, lg, true
 	case cr.Status != 0 && r.opt.FailJobOn[cr.Status]:
 		reason := fmt.Sprintf("%s exited with code %d", what, cr.Status)
-		if err := r.store.Fail(ctx, m.JobID, reason); err != nil {
+		if err := r.persist(ctx, lg, "the failed job", func() error { return r.store.Fail(ctx, m.JobID, reason) }); err != nil {
 			lg.Error("the command asked to fail the job, but the progress store could not record it", "error", err.Error())
 			res.Outcome, res.Err = Unavailable, err
 			return res, lg, true
@@ -364,7 +450,11 @@ func (r *Runner) runCommand(ctx context.Context, lg *slog.Logger, job backends.S
 }
 
 func (r *Runner) complete(ctx context.Context, lg *slog.Logger, job backends.Status, m Message, res Result) Result {
-	comp, err := r.store.Complete(ctx, m.JobID, m.Part)
+	var comp backends.Completion
+	err := r.persist(ctx, lg, "the completion", func() (err error) {
+		comp, err = r.store.Complete(ctx, m.JobID, m.Part)
+		return err
+	})
 	switch {
 	case errors.Is(err, backends.ErrJobFailed):
 		lg.Warn("the job failed while this part ran: nothing recorded")
@@ -472,7 +562,7 @@ func (r *Runner) EnsureReduce(ctx context.Context, lg *slog.Logger, job backends
 		lg.Error("cannot publish the reduce message: the claim is released, so that a later delivery sends it", "error", err.Error())
 		return Result{Outcome: Unavailable, Err: err}
 	}
-	if err := r.store.MarkReduceSent(ctx, jobID); err != nil {
+	if err := r.persist(ctx, lg, "the reduce as sent", func() error { return r.store.MarkReduceSent(ctx, jobID) }); err != nil {
 		// Published but not recorded: succeeding keeps the claim until
 		// its lease runs out; only a later duplicate delivery after that
 		// could send a second reduce (the documented window).
@@ -505,7 +595,7 @@ func (r *Runner) reduce(ctx context.Context, lg *slog.Logger, job backends.Statu
 		return res
 	}
 	res.Outcome = Reduced
-	if err := r.store.MarkReduced(ctx, m.JobID); err != nil {
+	if err := r.persist(ctx, lg, "the reduce as done", func() error { return r.store.MarkReduced(ctx, m.JobID) }); err != nil {
 		lg.Warn("reduce succeeded but could not be recorded", "error", err.Error())
 	} else {
 		lg.Info("reduce complete")
