@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -45,6 +46,57 @@ Exit codes: 0 failed; 1 no such job or store error; 2 wrong command line.`,
 			})
 		},
 	}
+}
+
+func expireCommand(a *appState) *cli.Command {
+	return &cli.Command{
+		Name:      "expire",
+		Usage:     "change when a job expires (is removed from the store)",
+		ArgsUsage: "JOBID DURATION",
+		Description: `Makes the job expire DURATION from now (30d, 12h, 1w2d), or never (0). An
+expired job is gone: every command then says "no such job", and the store
+removes it (Redis at once; SQLite when a wp opens the store or a job ends;
+DynamoDB through the table's time to live, within days). On DynamoDB this
+writes every item of the job: one write unit per 256 parts, about.
+
+Exit codes: 0 changed; 1 no such job or store error; 2 wrong command line.`,
+		Flags:  []cli.Flag{progressFlag()},
+		Action: a.expireAction,
+	}
+}
+
+func (a *appState) expireAction(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return usageError("expire needs a JOBID and a DURATION (30d, 12h; 0: never)")
+	}
+	id, arg := c.Args().Get(0), c.Args().Get(1)
+	d, err := parseAge(arg)
+	if err != nil {
+		return usageError("expire %s %q: %v", id, arg, err)
+	}
+	if err := backends.ValidateJobID(id); err != nil {
+		return withCode(exitError, err)
+	}
+	st, err := a.openStore(c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var at time.Time
+	if d > 0 {
+		at = backends.ExpirySecond(time.Now().Add(d))
+	}
+	if err := st.SetExpiry(c.Context, id, at); err != nil {
+		return notFound(id, err)
+	}
+	if at.IsZero() {
+		a.logger().Info("job expiry changed: it never expires", "jobid", id)
+		fmt.Fprintln(c.App.Writer, "never")
+		return nil
+	}
+	a.logger().Info("job expiry changed", "jobid", id, "expires", at.UTC().Format(time.RFC3339))
+	fmt.Fprintln(c.App.Writer, at.UTC().Format(time.RFC3339))
+	return nil
 }
 
 func rmCommand(a *appState) *cli.Command {

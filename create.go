@@ -21,6 +21,7 @@ import (
 	"github.com/wp-tools/wp/internal/child"
 	"github.com/wp-tools/wp/internal/display"
 	"github.com/wp-tools/wp/internal/publish"
+	"github.com/wp-tools/wp/internal/worker"
 )
 
 func createCommand(a *appState) *cli.Command {
@@ -53,6 +54,9 @@ Exit codes: 0 published; 1 bad input, store or SNS error; 2 wrong command line;
 			metadataFlag(),
 			tolerateFlag(),
 			reduceOnFailureFlag(),
+			batchFlag(),
+			batchBytesFlag(),
+			expireAfterFlag(),
 			progressFlag(),
 			topicFlag(),
 			&cli.IntFlag{Name: "concurrency", Value: publish.DefaultConcurrency, Usage: "PublishBatch calls in flight"},
@@ -90,6 +94,10 @@ type jobOptions struct {
 	tolerance       backends.Tolerance
 	reduceOnFailure bool
 	digest          string // of the input, once read
+	// batch and batchBytes pack parts into messages (batch 0: one a
+	// message); expireAfter is how long the job is kept (0: for ever).
+	batch, batchBytes int
+	expireAfter       time.Duration
 }
 
 func parseJobOptions(c *cli.Context) (jobOptions, error) {
@@ -111,13 +119,32 @@ func parseJobOptions(c *cli.Context) (jobOptions, error) {
 	if err := backends.ValidateJobID(o.id); err != nil {
 		return o, usageError("--jobid: %v", err)
 	}
+	if o.batch, o.batchBytes, err = parseBatch(c); err != nil {
+		return o, err
+	}
+	if o.expireAfter, err = parseExpireAfter(c); err != nil {
+		return o, err
+	}
 	return o, nil
+}
+
+// checkBatchBytes refuses, once the input is read, a --batch-bytes that a
+// single part's message does not fit in.
+func checkBatchBytes(o jobOptions, sp *spool) error {
+	if o.batch == 0 {
+		return nil
+	}
+	if one := worker.BatchSize(o.id, []string{strings.Repeat("x", sp.longest)}); one > o.batchBytes {
+		return usageError("--batch-bytes %d: the largest part makes a batch message of %d bytes on its own; nothing was created", o.batchBytes, one)
+	}
+	return nil
 }
 
 // storeJob creates the job, or accepts an existing job with the same id,
 // total and metadata (a re-run after a failed publish).
 func (a *appState) storeJob(ctx context.Context, st *backends.Store, o jobOptions, total int64) (resumed bool, err error) {
-	err = st.CreateJob(ctx, backends.Job{ID: o.id, Total: total, Metadata: o.metadata, Tolerance: o.tolerance, ReduceOnFailure: o.reduceOnFailure, Digest: o.digest})
+	err = st.CreateJob(ctx, backends.Job{ID: o.id, Total: total, Metadata: o.metadata, Tolerance: o.tolerance, ReduceOnFailure: o.reduceOnFailure, Digest: o.digest,
+		Batch: o.batch, BatchBytes: o.batchBytes, ExpireAfter: o.expireAfter})
 	if err == nil {
 		return false, nil
 	}
@@ -127,6 +154,9 @@ func (a *appState) storeJob(ctx context.Context, st *backends.Store, o jobOption
 	s, serr := st.Status(ctx, o.id)
 	if serr != nil {
 		return false, serr
+	}
+	if s.Batch != o.batch || (o.batch > 0 && s.BatchBytes != o.batchBytes) {
+		return false, fmt.Errorf("job %s already exists with %s; this run asks for %s: give the same --batch and --batch-bytes, or use another --jobid", o.id, batchWords(s.Batch, s.BatchBytes), batchWords(o.batch, o.batchBytes))
 	}
 	if s.Total != total || !sameJSON(s.Metadata, o.metadata) {
 		return false, fmt.Errorf("job %s already exists with %d parts and metadata %s; this input has %d parts and metadata %s: use another --jobid", o.id, s.Total, orEmpty(s.Metadata), total, o.metadata)
@@ -138,6 +168,14 @@ func (a *appState) storeJob(ctx context.Context, st *backends.Store, o jobOption
 	}
 	a.logger().Info("job exists with the same parts and metadata: publishing its parts again (duplicate map messages are harmless)", "jobid", o.id, "parts", total, "remaining", s.Remaining)
 	return true, nil
+}
+
+// batchWords says how a job packs its parts into messages.
+func batchWords(batch, bytes int) string {
+	if batch == 0 {
+		return "one part a message"
+	}
+	return fmt.Sprintf("batches of %d parts and %d bytes", batch, bytes)
 }
 
 func orEmpty(m json.RawMessage) string {
@@ -190,11 +228,10 @@ func (a *appState) createAction(c *cli.Context) error {
 		return fmt.Errorf("invalid input, nothing was created: %w", err)
 	}
 	o.digest = sp.digest()
-	total := sp.count
-	next, err := sp.reader()
-	if err != nil {
+	if err := checkBatchBytes(o, sp); err != nil {
 		return err
 	}
+	total := sp.count
 
 	ctx := c.Context
 	pub, err := publish.NewFromEnv(ctx, topic, publish.WithConcurrency(c.Int("concurrency")))
@@ -215,6 +252,14 @@ func (a *appState) createAction(c *cli.Context) error {
 		return err
 	}
 	lg.Debug("job stored", "parts", total)
+	next, messages, err := sp.messages(o, st.ShardSize())
+	if err != nil {
+		return err
+	}
+	what := "parts"
+	if o.batch > 0 {
+		what = "messages"
+	}
 
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -227,21 +272,21 @@ func (a *appState) createAction(c *cli.Context) error {
 		case <-pctx.Done():
 		}
 	}()
-	bar := display.NewBar(c.App.ErrWriter, "publishing", total)
+	bar := display.NewBar(c.App.ErrWriter, "publishing", messages)
 	start := time.Now()
 	sent, err := pub.PublishAll(pctx, "map", next, bar.Set)
 	bar.Done()
 	if s, _ := sig.Load().(os.Signal); s != nil {
-		a.tellRerun(lg, fmt.Sprintf("interrupted by %s: %d of %d parts published; the job is stored", child.SignalName(s), sent, total),
-			finishHow, createRerun(c, o), "published", sent, "parts", total)
+		a.tellRerun(lg, fmt.Sprintf("interrupted by %s: %d of %d %s published; the job is stored", child.SignalName(s), sent, messages, what),
+			finishHow, createRerun(c, o), "published", sent, what, messages)
 		return exitSilently(exitSignalBase + int(s.(syscall.Signal)))
 	}
 	if err != nil {
-		a.tellRerun(lg, fmt.Sprintf("publishing failed part way: %d of %d parts published; the job is stored", sent, total),
-			finishHow, createRerun(c, o), "published", sent, "parts", total, "error", err.Error())
+		a.tellRerun(lg, fmt.Sprintf("publishing failed part way: %d of %d %s published; the job is stored", sent, messages, what),
+			finishHow, createRerun(c, o), "published", sent, what, messages, "error", err.Error())
 		return exitSilently(exitError)
 	}
-	lg.Debug("published", "parts", sent, "seconds", time.Since(start).Seconds())
+	lg.Debug("published", "parts", total, "messages", sent, "seconds", time.Since(start).Seconds())
 	fmt.Fprintln(c.App.Writer, o.id)
 	return nil
 }

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/wp-tools/wp/backends"
+	"github.com/wp-tools/wp/internal/publish"
 )
 
 // Flags more than one command takes, declared once.
@@ -58,4 +62,94 @@ func tolerateFlag() cli.Flag {
 
 func reduceOnFailureFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "reduce-on-failure", Usage: "send the reduce for a failed job too (with \"state\": \"failed\"; the command sees WP_JOB_STATE=failed)"}
+}
+
+func batchFlag() cli.Flag {
+	return &cli.IntFlag{Name: "batch", Value: 1, Usage: "parts a map message carries, at most (consecutive parts; a worker runs the command once per part and records them in one write)"}
+}
+
+func batchBytesFlag() cli.Flag {
+	return &cli.IntFlag{Name: "batch-bytes", Value: publish.MaxMessageBytes, Usage: "with --batch: bytes a map message holds, at most (at most 262144, SNS's limit)"}
+}
+
+func expireAfterFlag() cli.Flag {
+	return &cli.StringFlag{Name: "expire-after", Value: "30d", Usage: "how long the job is kept in the store from its creation: a duration such as 30d, 12h or 1w2d; 0 keeps it for ever", EnvVars: []string{"WP_EXPIRE_AFTER"}}
+}
+
+// parseBatch reads --batch and --batch-bytes: batch 0 for one part a
+// message.
+func parseBatch(c *cli.Context) (batch, bytes int, err error) {
+	batch, bytes = c.Int("batch"), c.Int("batch-bytes")
+	switch {
+	case batch < 1:
+		return 0, 0, usageError("--batch %d: want a whole number of parts of at least 1 (1: one part a message)", batch)
+	case batch > backends.MaxBatch:
+		return 0, 0, usageError("--batch %d: at most %d parts a message", batch, backends.MaxBatch)
+	case bytes > publish.MaxMessageBytes:
+		return 0, 0, usageError("--batch-bytes %d: SNS takes messages of at most %d bytes", bytes, publish.MaxMessageBytes)
+	case bytes < 1:
+		return 0, 0, usageError("--batch-bytes %d: want a positive number of bytes", bytes)
+	case batch == 1 && c.IsSet("batch-bytes"):
+		return 0, 0, usageError("--batch-bytes goes with --batch K (K of at least 2)")
+	case batch == 1:
+		return 0, 0, nil
+	}
+	return batch, bytes, nil
+}
+
+// parseExpireAfter reads --expire-after (or WP_EXPIRE_AFTER).
+func parseExpireAfter(c *cli.Context) (time.Duration, error) {
+	d, err := parseAge(c.String("expire-after"))
+	if err != nil {
+		src := "--expire-after"
+		if !c.IsSet("expire-after") || os.Getenv("WP_EXPIRE_AFTER") == c.String("expire-after") && os.Getenv("WP_EXPIRE_AFTER") != "" {
+			src = "WP_EXPIRE_AFTER"
+		}
+		return 0, usageError("%s %q: %v", src, c.String("expire-after"), err)
+	}
+	return d, nil
+}
+
+// parseAge reads a length of time: 0, a Go duration (36h, 90m), or one
+// with days and weeks as well (30d, 1w2d, 1d12h). Negative ones are refused.
+func parseAge(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("want a duration such as 30d, 12h or 1w2d (0: never)")
+	}
+	if s == "0" {
+		return 0, nil
+	}
+	if strings.HasPrefix(s, "-") {
+		return 0, errors.New("a duration must not be negative")
+	}
+	var total time.Duration
+	rest := s
+	for rest != "" {
+		i := 0
+		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+			i++
+		}
+		if i == 0 || i == len(rest) || (rest[i] != 'd' && rest[i] != 'w') {
+			break
+		}
+		n, err := strconv.Atoi(rest[:i])
+		if err != nil || n > 100000 {
+			return 0, errors.New("want a duration such as 30d, 12h or 1w2d (0: never)")
+		}
+		unit := 24 * time.Hour
+		if rest[i] == 'w' {
+			unit *= 7
+		}
+		total += time.Duration(n) * unit
+		rest = rest[i+1:]
+	}
+	if rest != "" {
+		d, err := time.ParseDuration(rest)
+		if err != nil {
+			return 0, errors.New("want a duration such as 30d, 12h or 1w2d (0: never)")
+		}
+		total += d
+	}
+	return total, nil
 }

@@ -64,7 +64,7 @@ func FuzzNDJSON(f *testing.F) {
 			if !utf8.Valid(b) || bytes.IndexByte(b, 0) >= 0 {
 				t.Fatalf("checkPart accepted %q", b)
 			}
-			msg := mapMessage(nil, "job-1", part, b)
+			msg := worker.MapBody(nil, "job-1", part, b)
 			var got map[string]json.RawMessage
 			if err := json.Unmarshal(msg, &got); err != nil {
 				t.Fatalf("map message %q of part %q is not JSON: %v", msg, b, err)

@@ -114,7 +114,7 @@ func (a *appState) tellRerun(lg *slog.Logger, msg, how, cmd string, attrs ...any
 // store when it is not the default, then -- CMD.
 func localResume(c *cli.Context, id string, argv []string, extra ...string) string {
 	words := append([]string{"wp", "local", "--resume", shellQuote(id)}, extra...)
-	words = append(words, rerunFlags(c, "resume", "jobid", "metadata", "tolerate", "reduce-on-failure", "retry-given-up")...)
+	words = append(words, rerunFlags(c, "resume", "jobid", "metadata", "tolerate", "reduce-on-failure", "retry-given-up", "batch", "batch-bytes", "expire-after")...)
 	return strings.Join(append(words, "--", shellJoin(argv)), " ")
 }
 

@@ -60,6 +60,9 @@ Exit codes:
 			metadataFlag(),
 			tolerateFlag(),
 			reduceOnFailureFlag(),
+			batchFlag(),
+			batchBytesFlag(),
+			expireAfterFlag(),
 			&cli.BoolFlag{Name: "retry-given-up", Usage: "with --resume: put the job's given-up parts back to pending and run them again"},
 			graceFlag(),
 			&cli.BoolFlag{Name: "no-prefix", Usage: "pass the commands' output through without the [part N] prefix (lines still never interleave)"},
@@ -85,8 +88,8 @@ func (a *appState) localAction(c *cli.Context) error {
 		return usageError("--retries must not be negative")
 	}
 	resume := c.String("resume")
-	if resume != "" && (c.IsSet("jobid") || c.IsSet("metadata") || c.IsSet("tolerate") || c.IsSet("reduce-on-failure")) {
-		return usageError("--resume takes the job as it is: --jobid, --metadata, --tolerate and --reduce-on-failure cannot be given with it")
+	if resume != "" && (c.IsSet("jobid") || c.IsSet("metadata") || c.IsSet("tolerate") || c.IsSet("reduce-on-failure") || c.IsSet("batch") || c.IsSet("batch-bytes") || (c.IsSet("expire-after") && os.Getenv("WP_EXPIRE_AFTER") == "")) {
+		return usageError("--resume takes the job as it is: --jobid, --metadata, --tolerate, --reduce-on-failure, --batch, --batch-bytes and --expire-after cannot be given with it")
 	}
 	if resume == "" && c.Bool("retry-given-up") {
 		return usageError("--retry-given-up goes with --resume JOBID")
@@ -112,6 +115,9 @@ func (a *appState) localAction(c *cli.Context) error {
 			return fmt.Errorf("invalid input, nothing was created: %w", err)
 		}
 		o.digest = sp.digest()
+		if err := checkBatchBytes(o, sp); err != nil {
+			return err
+		}
 	} else {
 		if err := backends.ValidateJobID(resume); err != nil {
 			return withCode(exitError, fmt.Errorf("--resume: %w", err))

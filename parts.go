@@ -11,7 +11,6 @@ import (
 	"hash"
 	"io"
 	"os"
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/wp-tools/wp/internal/publish"
@@ -136,23 +135,6 @@ func jsonKind(b []byte) string {
 	}
 }
 
-// mapMessage is the body of a part's map message: the part's own object with
-// jobid and partid put first. The part's bytes are kept as they came, so
-// numbers keep their precision and fields their order.
-func mapMessage(dst []byte, jobID string, part int64, obj []byte) []byte {
-	dst = append(dst, `{"jobid":`...)
-	q, _ := json.Marshal(jobID)
-	dst = append(dst, q...)
-	dst = append(dst, `,"partid":`...)
-	dst = strconv.AppendInt(dst, part, 10)
-	inner := bytes.TrimSpace(obj[1 : len(obj)-1])
-	if len(inner) > 0 {
-		dst = append(dst, ',')
-		dst = append(dst, inner...)
-	}
-	return append(dst, '}')
-}
-
 // spool holds validated map messages in a temporary file, one a line, so
 // that huge inputs are validated whole before anything is written without
 // keeping every part in memory.
@@ -160,6 +142,8 @@ type spool struct {
 	f     *os.File
 	w     *bufio.Writer
 	count int64
+	// longest is the length of the longest map message.
+	longest int
 	// sum hashes the parts as given (see digest).
 	sum hash.Hash
 }
@@ -174,6 +158,7 @@ func newSpool() (*spool, error) {
 
 func (s *spool) add(msg []byte) error {
 	s.count++
+	s.longest = max(s.longest, len(msg))
 	if _, err := s.w.Write(msg); err != nil {
 		return fmt.Errorf("spool parts: %w", err)
 	}
@@ -199,6 +184,54 @@ func (s *spool) reader() (func() (string, bool, error), error) {
 		}
 		return line[:len(line)-1], true, nil
 	}, nil
+}
+
+// messages rewinds the spool and returns the function yielding the map
+// messages to publish for job o, packed into batches of o.batch (none: one
+// part a message) never across a store shard of shard parts, and how many
+// there are.
+func (s *spool) messages(o jobOptions, shard int64) (func() (string, bool, error), int64, error) {
+	if o.batch == 0 {
+		next, err := s.reader()
+		return next, s.count, err
+	}
+	pack := func() (func() (string, []int64, bool, error), error) {
+		next, err := s.reader()
+		if err != nil {
+			return nil, err
+		}
+		part := int64(-1)
+		return worker.Packer{JobID: o.id, Parts: o.batch, Bytes: o.batchBytes, Shard: shard}.Pack(func() (int64, string, bool, error) {
+			body, ok, err := next()
+			part++
+			return part, body, ok, err
+		}), nil
+	}
+	// Count the messages first, for the progress and for what a stop
+	// says.
+	count, err := pack()
+	if err != nil {
+		return nil, 0, err
+	}
+	var n int64
+	for {
+		_, _, ok, err := count()
+		if err != nil {
+			return nil, 0, err
+		}
+		if !ok {
+			break
+		}
+		n++
+	}
+	msgs, err := pack()
+	if err != nil {
+		return nil, 0, err
+	}
+	return func() (string, bool, error) {
+		m, _, ok, err := msgs()
+		return m, ok, err
+	}, n, nil
 }
 
 // digest identifies the input: "sha256:" and the hex SHA-256 of each part's
@@ -236,7 +269,7 @@ func readParts(r io.Reader, jobID string, sp *spool) error {
 		} else if _, err := checkPart(b); err != nil {
 			problems = append(problems, &lineError{line, err})
 		} else {
-			msg = mapMessage(msg[:0], jobID, part, b)
+			msg = worker.MapBody(msg[:0], jobID, part, b)
 			if len(msg) > publish.MaxMessageBytes {
 				problems = append(problems, &lineError{line, fmt.Errorf("the map message would be %d bytes, over SNS's limit of %d", len(msg), publish.MaxMessageBytes)})
 			} else if len(problems) == 0 {

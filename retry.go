@@ -16,6 +16,7 @@ import (
 	"github.com/wp-tools/wp/internal/display"
 	"github.com/wp-tools/wp/internal/partset"
 	"github.com/wp-tools/wp/internal/publish"
+	"github.com/wp-tools/wp/internal/worker"
 )
 
 func retryCommand(a *appState) *cli.Command {
@@ -212,11 +213,11 @@ func (a *appState) publishRetry(c *cli.Context, st *backends.Store, job backends
 		return err
 	}
 	i := int64(-1)
-	chosenNext := func() (string, bool, error) {
+	chosenNext := func() (int64, string, bool, error) {
 		for {
 			body, ok, err := next()
 			if !ok || err != nil {
-				return "", false, err
+				return 0, "", false, err
 			}
 			i++
 			part := job.FirstPart + i
@@ -226,24 +227,48 @@ func (a *appState) publishRetry(c *cli.Context, st *backends.Store, job backends
 			if job.FirstPart != 0 {
 				body = renumber(body, id, i, part)
 			}
-			return body, true, nil
+			return part, body, true, nil
 		}
 	}
-	bar := display.NewBar(c.App.ErrWriter, "publishing", total)
+	// Batched as the job was created: consecutive chosen parts share a
+	// message, as wp create packed them.
+	messages := func() (string, bool, error) {
+		_, body, ok, err := chosenNext()
+		return body, ok, err
+	}
+	if job.Batch > 0 {
+		pack := worker.Packer{JobID: id, Parts: job.Batch, Bytes: job.BatchBytes, Shard: st.ShardSize()}.Pack(chosenNext)
+		messages = func() (string, bool, error) {
+			m, _, ok, err := pack()
+			return m, ok, err
+		}
+	}
+	var bar *display.Bar
+	progress := func(int) {}
+	if job.Batch == 0 { // a message a part: the bar counts both
+		bar = display.NewBar(c.App.ErrWriter, "publishing", total)
+		progress = bar.Set
+	}
 	start := time.Now()
-	sent, err := pub.PublishAll(ctx, "map", chosenNext, bar.Set)
-	bar.Done()
+	sent, err := pub.PublishAll(ctx, "map", messages, progress)
+	if bar != nil {
+		bar.Done()
+	}
 	if err != nil {
-		a.tellRerun(lg, fmt.Sprintf("publishing failed part way: %d of %d parts published; the parts are pending", sent, total),
+		done := fmt.Sprintf("%d of %d parts published", sent, total)
+		if job.Batch > 0 {
+			done = fmt.Sprintf("%d messages of the %d parts published", sent, total)
+		}
+		a.tellRerun(lg, "publishing failed part way: "+done+"; the parts are pending",
 			"publish their messages (duplicate map messages are harmless) with", retryRerun(c, id),
 			"published", sent, "parts", total, "error", err.Error())
 		return exitSilently(exitError)
 	}
-	lg.Info("retried", "given_up", moved, "pending", p.npending, "published", sent, "seconds", time.Since(start).Seconds())
+	lg.Info("retried", "given_up", moved, "pending", p.npending, "published", sent, "parts", total, "seconds", time.Since(start).Seconds())
 	return nil
 }
 
-// renumber gives a map message (as mapMessage makes it, with part id from)
+// renumber gives a map message (as worker.MapBody makes it, with part id from)
 // the part id to, for jobs numbered from 1 (the Node library's).
 func renumber(body, jobID string, from, to int64) string {
 	q, _ := jsonString(jobID)

@@ -22,6 +22,10 @@ const (
 	reduceClaimWait = 5 * time.Second
 	// defaultMaxReceives is watchbot's default deadLetterThreshold.
 	defaultMaxReceives = 10
+	// defaultThrottleWait bounds the retries of a throttled completion:
+	// well under the 180 s of visibility that watchbot's heartbeat keeps
+	// giving a message while its command runs.
+	defaultThrottleWait = time.Minute
 )
 
 // runOutcome is what wp run does at the end of its one delivery: the code
@@ -108,6 +112,16 @@ Subject=map:
    CMD exits any other code  nothing is recorded; exit with CMD's code (retry)
 Subject=reduce: CMD runs with WP_SUBJECT=reduce; exit 0 records the job as reduced.
 
+A batch message (wp create --batch) carries several consecutive parts: CMD runs
+once per part still pending, in part order (--jobs N: N side by side), each
+with the environment it would have had in a message of its own; the parts that
+exited 0 are recorded in one write. If any part failed, wp exits with the first
+failing part's code and the retry runs only the parts still pending; on the
+last receive (--max-receives) each part still failing is given up.
+
+A completion the store refuses for throughput (DynamoDB throttling, a busy
+Redis) is tried again for --throttle-wait before wp gives up with exit 75.
+
 If every part is already complete but the reduce was never sent (the finisher
 crashed or could not publish), any later delivery of a part sends it.
 
@@ -135,6 +149,8 @@ Exit codes:
 			&cli.IntFlag{Name: "max-receives", Value: defaultMaxReceives, Usage: "give a part up when its command fails on this receive of its message (ApproximateReceiveCount) or later: set it to the queue's deadLetterThreshold; 0: never", EnvVars: []string{"WP_MAX_RECEIVES"}},
 			&cli.StringFlag{Name: "jobid-field", Value: worker.DefaultFields.JobID, Usage: "the message field that holds the job id", EnvVars: []string{"WP_JOBID_FIELD"}},
 			&cli.StringFlag{Name: "partid-field", Value: worker.DefaultFields.PartID, Usage: "the message field that holds the part id", EnvVars: []string{"WP_PARTID_FIELD"}},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 1, Usage: "for a batch message: parts run side by side (default: one after another, in part order)", EnvVars: []string{"WP_JOBS"}},
+			&cli.DurationFlag{Name: "throttle-wait", Value: defaultThrottleWait, Usage: "how long a completion the store refuses for throughput (throttling) is tried again before wp gives up (exit 75): keep it under the queue's visibility timeout", EnvVars: []string{"WP_THROTTLE_WAIT"}},
 			progressFlag(),
 			topicFlag(),
 		},
@@ -153,6 +169,12 @@ func (a *appState) runAction(c *cli.Context) error {
 	}
 	if c.Duration("grace") <= 0 || c.Duration("reduce-lease") <= 0 {
 		return usageError("--grace and --reduce-lease must be positive")
+	}
+	if c.Int("jobs") < 1 {
+		return usageError("--jobs %d: want at least 1", c.Int("jobs"))
+	}
+	if c.Duration("throttle-wait") < 0 {
+		return usageError("--throttle-wait must not be negative")
 	}
 	if c.Int("max-receives") < 0 {
 		return usageError("--max-receives %d: want 0 (never give a part up) or the number of receives after which the queue moves a message to its dead-letter queue (watchbot's deadLetterThreshold, default 10)", c.Int("max-receives"))
@@ -194,12 +216,14 @@ func (a *appState) runAction(c *cli.Context) error {
 	}
 	defer st.Close()
 	r := worker.New(st, publish.NewLazy(c.String("topic")), worker.Options{
-		FailJobOn:   failOn,
-		Grace:       c.Duration("grace"),
-		ReduceLease: c.Duration("reduce-lease"),
-		ClaimWait:   reduceClaimWait,
-		Fields:      fields,
-		Log:         lg,
+		FailJobOn:    failOn,
+		Grace:        c.Duration("grace"),
+		ReduceLease:  c.Duration("reduce-lease"),
+		ClaimWait:    reduceClaimWait,
+		Fields:       fields,
+		Jobs:         c.Int("jobs"),
+		ThrottleWait: c.Duration("throttle-wait"),
+		Log:          lg,
 	})
 	spec := child.Spec{Argv: argv, Env: os.Environ(), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 	return runEnd(lg.With(m.LogAttrs()...), r.Handle(c.Context, d, spec, sigs), "receive_count", d.ReceiveCount, "max_receives", c.Int("max-receives"))

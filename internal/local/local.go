@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -153,15 +154,28 @@ func newRun(store *backends.Store, jobID string, opt Options) *run {
 		opt.Out = display.NewOutput(io.Discard, io.Discard)
 	}
 	pub := &keptReduce{}
-	return &run{
+	r := &run{
 		opt: opt, store: store, jobID: jobID, pub: pub,
-		engine: worker.New(store, pub, worker.Options{
-			FailJobOn:   opt.FailJobOn,
-			Grace:       opt.Grace,
-			ReduceLease: opt.ReduceLease,
-			Log:         opt.EngineLog,
-		}),
 	}
+	r.engine = worker.New(store, pub, worker.Options{
+		FailJobOn:    opt.FailJobOn,
+		Grace:        opt.Grace,
+		ReduceLease:  opt.ReduceLease,
+		ThrottleWait: time.Minute,
+		Log:          opt.EngineLog,
+		PartOutput:   r.partOutput,
+	})
+	return r
+}
+
+// partOutput gives each part of a batch its own prefixed lines.
+func (r *run) partOutput(part int64) (io.Writer, io.Writer, func()) {
+	prefix := ""
+	if r.opt.Prefix {
+		prefix = fmt.Sprintf("[part %d] ", part)
+	}
+	out, errw := r.opt.Out.Writer(false, prefix), r.opt.Out.Writer(true, prefix)
+	return out, errw, func() { out.Flush(); errw.Flush() }
 }
 
 // keptReduce is the runner's publisher: the reduce message is kept, for the
@@ -223,9 +237,17 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	defer stopSignals()
 
 	base := job.Total - job.Remaining
+	var meter display.Meter
 	bar := display.NewTicker(r.opt.Out, r.opt.Terminal, func() string {
-		done := base + r.done.Load() + r.givenUp.Load()
-		return fmt.Sprintf("%d/%d parts done (%.0f%%), %d given up, %d retried", done, job.Total, 100*float64(done)/float64(max(job.Total, 1)), r.givenUp.Load(), r.retried.Load())
+		ended := base + r.done.Load() + r.givenUp.Load()
+		now := time.Now()
+		meter.Add(now, ended)
+		p := display.Progress{Ended: ended, Total: job.Total, PerMinute: meter.PerMinute(), Elapsed: now.Sub(start),
+			Extra: fmt.Sprintf("%d given up, %d retried", r.givenUp.Load(), r.retried.Load())}
+		if r.opt.Terminal {
+			return p.Line(24)
+		}
+		return p.Line(0)
 	}, func(line string) { r.opt.Log.Info("progress: " + line) })
 	bar.Start()
 	tasks := make(chan task)
@@ -236,13 +258,17 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		go func() {
 			defer wg.Done()
 			for t := range tasks {
-				if !r.stop.Load() {
+				switch {
+				case r.stop.Load():
+				case t.parts != nil:
+					r.runBatch(ctx, job, t, sigs)
+				default:
 					r.runPart(ctx, job, t, sigs)
 				}
 			}
 		}()
 	}
-	feedErr := r.feed(ctx, parts, pending, tasks)
+	feedErr := r.feed(ctx, parts, job, pending, tasks)
 	close(tasks)
 	wg.Wait()
 	bar.Stop()
@@ -325,29 +351,54 @@ func (r *run) subscribe() chan os.Signal {
 	return ch
 }
 
+// task is one message for the workers: one part, or a batch of them.
 type task struct {
-	part int64
-	body string
+	part  int64   // the first part
+	parts []int64 // every part of a batch (nil: one part)
+	body  string
 }
 
-// feed reads the parts file and hands each pending part to the workers.
-func (r *run) feed(ctx context.Context, f *os.File, pending *partset.Set, tasks chan<- task) error {
+// feed reads the parts file and hands each pending part to the workers:
+// packed into batches as the job's messages are (Status.Batch), or one by
+// one.
+func (r *run) feed(ctx context.Context, f *os.File, job backends.Status, pending *partset.Set, tasks chan<- task) error {
 	br := bufio.NewReaderSize(f, 256*1024)
-	for part := pending.First(); ; part++ {
-		line, err := br.ReadString('\n')
-		if err == io.EOF && line == "" {
-			return nil
+	part := pending.First() - 1
+	next := func() (int64, string, bool, error) {
+		for {
+			line, err := br.ReadString('\n')
+			if err == io.EOF && line == "" {
+				return 0, "", false, nil
+			}
+			if err != nil && err != io.EOF {
+				return 0, "", false, fmt.Errorf("parts file %s: %w", r.opt.PartsFile, err)
+			}
+			part++
+			if pending.Has(part) {
+				return part, strings.TrimSuffix(line, "\n"), true, nil
+			}
 		}
-		if err != nil && err != io.EOF {
-			return fmt.Errorf("parts file %s: %w", r.opt.PartsFile, err)
+	}
+	if job.Batch == 0 {
+		for {
+			p, body, ok, err := next()
+			if !ok || err != nil || r.stop.Load() || ctx.Err() != nil {
+				return err
+			}
+			tasks <- task{part: p, body: body}
 		}
-		if r.stop.Load() || ctx.Err() != nil {
-			return nil
+	}
+	pack := worker.Packer{JobID: r.jobID, Parts: job.Batch, Bytes: job.BatchBytes, Shard: r.store.ShardSize()}.Pack(next)
+	for {
+		msg, parts, ok, err := pack()
+		if !ok || err != nil || r.stop.Load() || ctx.Err() != nil {
+			return err
 		}
-		if !pending.Has(part) {
-			continue
+		t := task{part: parts[0], body: msg}
+		if len(parts) > 1 {
+			t.parts = parts
 		}
-		tasks <- task{part: part, body: line[:len(line)-1]}
+		tasks <- t
 	}
 }
 
@@ -464,6 +515,76 @@ func (r *run) runPart(ctx context.Context, job backends.Status, t task, sigs cha
 		}
 		// The job as it is now: an earlier attempt may have completed
 		// the part before its reduce could be sent.
+		if st, err := r.store.Peek(ctx, r.jobID); err == nil {
+			job = st
+		}
+	}
+}
+
+// runBatch runs one batch message with wp run's semantics, running it
+// again (its parts still pending) while a part fails and attempts are left.
+func (r *run) runBatch(ctx context.Context, job backends.Status, t task, sigs chan os.Signal) {
+	lg := r.opt.Log.With("jobid", r.jobID, "partid", t.parts[0], "last_partid", t.parts[len(t.parts)-1])
+	parsed, err := worker.ParseDelivery(worker.Delivery{Message: t.body, Subject: worker.SubjectMap}, worker.DefaultFields)
+	if err != nil {
+		lg.Error("the batch of the parts file can never succeed: " + err.Error())
+		r.dropped.Add(int64(len(t.parts)))
+		return
+	}
+	m := newMessage(t.body, worker.SubjectMap, "")
+	attempts := r.opt.Retries + 1
+	for attempt := 1; ; attempt++ {
+		d := m.receive(attempt, attempts)
+		spec := r.spec(m, d)
+		res := r.engine.Process(ctx, job, parsed, d, spec, sigs)
+		failing := 0
+		for _, p := range res.Parts {
+			switch p.Outcome {
+			case worker.Completed, worker.Finished:
+				r.done.Add(1)
+			case worker.GaveUp:
+				r.givenUp.Add(1)
+			case worker.Interrupted:
+				r.mu.Lock()
+				r.stopped = append(r.stopped, p.Part)
+				r.mu.Unlock()
+			case worker.CommandFailed, worker.CannotStart:
+				failing++
+			}
+		}
+		switch res.Outcome {
+		case worker.FailedJob:
+			r.failJob()
+			return
+		case worker.Skipped:
+			if st, err := r.store.Peek(ctx, r.jobID); err == nil && st.Failed {
+				r.failJob()
+			}
+			return
+		case worker.Completed, worker.Finished, worker.AlreadyDone, worker.Interrupted:
+			return
+		case worker.Dropped:
+			r.dropped.Add(int64(len(t.parts)))
+			return
+		case worker.GaveUp:
+			if res.JobFailed {
+				r.failJob()
+			}
+			return
+		}
+		if attempt >= attempts {
+			r.failed.Add(int64(max(failing, 1)))
+			lg.Error(fmt.Sprintf("parts %d to %d: %d still fail after %s%s: they stay pending", t.parts[0], t.parts[len(t.parts)-1], max(failing, 1), plural(attempts, "attempt"), why(res)), failure(res)...)
+			return
+		}
+		if r.stop.Load() {
+			return
+		}
+		r.retried.Add(1)
+		lg.Warn(fmt.Sprintf("parts %d to %d: %d failed%s: running them again (attempt %d of %d)", t.parts[0], t.parts[len(t.parts)-1], max(failing, 1), why(res), attempt+1, attempts), failure(res)...)
+		if !r.pause(ctx, attempt) {
+			return
+		}
 		if st, err := r.store.Peek(ctx, r.jobID); err == nil {
 			job = st
 		}

@@ -27,10 +27,15 @@ type job struct {
 }
 
 func newJob(t *testing.T, n int, tol backends.Tolerance) *job {
+	return newBatchJob(t, n, tol, 0)
+}
+
+// newBatchJob is newJob whose messages are batches of batch parts.
+func newBatchJob(t *testing.T, n int, tol backends.Tolerance, batch int) *job {
 	t.Helper()
 	mem := memstore.New()
 	st := backends.New(mem, time.Minute)
-	if err := st.CreateJob(context.Background(), backends.Job{ID: "j", Total: int64(n), Metadata: []byte(`{"m":1}`), Tolerance: tol}); err != nil {
+	if err := st.CreateJob(context.Background(), backends.Job{ID: "j", Total: int64(n), Metadata: []byte(`{"m":1}`), Tolerance: tol, Batch: batch, BatchBytes: 262144}); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
@@ -232,5 +237,31 @@ func TestRun_RetryGivenUp(t *testing.T) {
 	s, out := j.run(context.Background(), `echo "ran ${WP_PART_ID:-reduce}"`, Options{Jobs: 1, RetryGivenUp: true})
 	if s.Done != 2 || s.Reduce != 0 || s.JobFailed || !strings.Contains(out, "ran 1") {
 		t.Fatalf("summary = %+v, want both parts done and the reduce; output:\n%s", s, out)
+	}
+}
+
+// TestRun_Batches: a job created with batches runs as batch messages: the
+// third part of a batch fails twice, then succeeds; the other parts of its
+// batch ran once; every part's lines carry its own prefix and it sees its
+// own message.
+func TestRun_Batches(t *testing.T) {
+	j := newBatchJob(t, 7, backends.Tolerance{}, 3)
+	s, out := j.run(context.Background(), `
+		[ "$WP_SUBJECT" = reduce ] && { echo reduce; exit 0; }
+		echo "n=$WP_PART_N $Message"
+		[ "$WP_PART_ID" = 2 ] && [ "$ApproximateReceiveCount" -lt 3 ] && exit 9
+		exit 0`, Options{Jobs: 2, Retries: 2})
+	if s.Done != 7 || s.Reduce != 0 || s.Retried != 2 || s.Failed != 0 {
+		t.Fatalf("summary = %+v, want 7 done, 2 retried, the reduce", s)
+	}
+	for p := 0; p < 7; p++ {
+		want := fmt.Sprintf(`[part %d] n=%d {"jobid":"j","partid":%d,"n":%d}`, p, p, p, p)
+		n := strings.Count(out, want+"\n")
+		if wantRuns := map[bool]int{true: 3, false: 1}[p == 2]; n != wantRuns {
+			t.Errorf("part %d ran %d times (line %q), want %d:\n%s", p, n, want, wantRuns, out)
+		}
+	}
+	if j.mem.Calls("CompleteParts") < 3 {
+		t.Errorf("%d CompleteParts calls: the batches were not recorded as batches", j.mem.Calls("CompleteParts"))
 	}
 }

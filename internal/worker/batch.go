@@ -148,3 +148,67 @@ func (m Message) Parts() []int64 {
 func (m Message) partMessage(b BatchPart) Message {
 	return Message{Subject: SubjectMap, JobID: m.JobID, Part: b.Part, Fields: b.Fields}
 }
+
+// Packer packs a job's map messages into batch messages as wp create
+// --batch does: consecutive parts only, at most Parts of them and Bytes
+// bytes a message, and never two parts of different store shards (parts
+// p/Shard; Shard 0: no shards), so that the completions of one batch are
+// one write. A part with no neighbour to share a message with goes alone,
+// as a plain map message.
+type Packer struct {
+	JobID string
+	Parts int
+	Bytes int
+	Shard int64
+}
+
+// Pack reads map messages from next (their part ids ascending) and returns
+// the function yielding the messages to publish, each with its parts.
+func (p Packer) Pack(next func() (part int64, body string, ok bool, err error)) func() (msg string, parts []int64, ok bool, err error) {
+	var (
+		held     bool // a message read ahead, not yet packed
+		hp       int64
+		hb       string
+		finished bool
+	)
+	read := func() (int64, string, bool, error) {
+		if held {
+			held = false
+			return hp, hb, true, nil
+		}
+		if finished {
+			return 0, "", false, nil
+		}
+		part, body, ok, err := next()
+		if !ok || err != nil {
+			finished = true
+		}
+		return part, body, ok, err
+	}
+	return func() (string, []int64, bool, error) {
+		part, body, ok, err := read()
+		if !ok || err != nil {
+			return "", nil, false, err
+		}
+		parts, bodies := []int64{part}, []string{body}
+		for len(parts) < p.Parts {
+			np, nb, ok, err := read()
+			if err != nil {
+				return "", nil, false, err
+			}
+			if !ok {
+				break
+			}
+			last := parts[len(parts)-1]
+			if np != last+1 || (p.Shard > 0 && np/p.Shard != last/p.Shard) || BatchSize(p.JobID, append(bodies, nb)) > p.Bytes {
+				held, hp, hb = true, np, nb
+				break
+			}
+			parts, bodies = append(parts, np), append(bodies, nb)
+		}
+		if len(parts) == 1 {
+			return bodies[0], parts, true, nil
+		}
+		return BatchBody(p.JobID, bodies), parts, true, nil
+	}
+}

@@ -324,3 +324,51 @@ func TestGiveUpPart(t *testing.T) {
 		t.Errorf("given up = %+v", g)
 	}
 }
+
+// TestPacker: batches hold consecutive parts only, at most Parts and Bytes,
+// never across a shard; a lone part is a plain message; every part is in
+// exactly one message, in order.
+func TestPacker(t *testing.T) {
+	parts := []int64{0, 1, 2, 3, 4, 5, 6, 9, 10, 11, 15, 16, 17}
+	i := 0
+	next := func() (int64, string, bool, error) {
+		if i == len(parts) {
+			return 0, "", false, nil
+		}
+		i++
+		p := parts[i-1]
+		return p, string(MapBody(nil, "j", p, []byte(`{"x":"abcdefghij"}`))), true, nil
+	}
+	one := string(MapBody(nil, "j", 0, []byte(`{"x":"abcdefghij"}`)))
+	pk := Packer{JobID: "j", Parts: 4, Shard: 8, Bytes: BatchSize("j", []string{one, one, one}) + 2}
+	pack := pk.Pack(next)
+	var got []string
+	for {
+		msg, ps, ok, err := pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		if len(msg) > pk.Bytes {
+			t.Errorf("message of %d bytes, over %d", len(msg), pk.Bytes)
+		}
+		m, err := ParseDelivery(Delivery{Message: msg, Subject: SubjectMap}, DefaultFields)
+		if err != nil {
+			t.Fatalf("packed message %s: %v", msg, err)
+		}
+		if fmt.Sprint(m.Parts()) != fmt.Sprint(ps) {
+			t.Errorf("message holds %v, Pack says %v", m.Parts(), ps)
+		}
+		if len(ps) == 1 && m.Batch != nil {
+			t.Errorf("a lone part %v went as a batch", ps)
+		}
+		got = append(got, fmt.Sprint(ps))
+	}
+	// Bytes allow 3 a message; shard 8 splits 6|9 anyway, 15|16.
+	want := []string{"[0 1 2]", "[3 4 5]", "[6]", "[9 10 11]", "[15]", "[16 17]"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("messages = %v, want %v", got, want)
+	}
+}

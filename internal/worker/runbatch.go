@@ -210,8 +210,13 @@ func (r *Runner) runParts(ctx context.Context, lg *slog.Logger, job backends.Sta
 			// The part's own message, as watchbot would have handed it
 			// had it been published alone (the last Message wins).
 			ps.Env = append(spec.Env[:len(spec.Env):len(spec.Env)], EnvMessage+"="+pr.part.Body)
+			if r.opt.PartOutput != nil {
+				var done func()
+				ps.Stdout, ps.Stderr, done = r.opt.PartOutput(pr.part.Part)
+				defer done()
+			}
 			if d.Last {
-				pr.tail = &tailWriter{w: spec.Stderr}
+				pr.tail = &tailWriter{w: ps.Stderr}
 				ps.Stderr = pr.tail
 			}
 			res, plg, done := r.runCommand(ctx, r.log(pm), job, pm, ps, ch)

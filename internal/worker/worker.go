@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -166,6 +167,11 @@ type Options struct {
 	// Jobs: how many parts of a batch message run side by side (0 or 1:
 	// one after another, in part order).
 	Jobs int
+	// PartOutput, when set, gives each part of a batch message its own
+	// stdout and stderr (wp local prefixes each part's lines), and done is
+	// called once its command has exited; otherwise every part writes to
+	// the delivery's.
+	PartOutput func(part int64) (stdout, stderr io.Writer, done func())
 	// Log gets what the engine does (one line per delivery, and
 	// warnings and errors); never what the caller does next.
 	Log *slog.Logger
