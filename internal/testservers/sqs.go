@@ -274,6 +274,47 @@ func (s *SQS) NewStack(ctx context.Context, opts StackOptions) (*Stack, error) {
 	return st, nil
 }
 
+// Tap subscribes one more queue to the stack's topic, which nobody
+// consumes, and returns its URL: every message published to the topic (the
+// map messages wp create sends, the reduce wp run sends) stays there for a
+// test to count (Peek sees at most 10 at a time: use Counts, or TapSubjects).
+func (st *Stack) Tap(ctx context.Context) (string, error) {
+	name := fmt.Sprintf("wp-tap-%d", st.sqs.stacks.Add(1))
+	url, arn, err := st.sqs.createQueue(ctx, name, map[string]string{"VisibilityTimeout": "0"})
+	if err != nil {
+		return "", err
+	}
+	if _, err := st.sqs.SNS.Subscribe(ctx, &sns.SubscribeInput{TopicArn: aws.String(st.TopicArn), Protocol: aws.String("sqs"), Endpoint: aws.String(arn)}); err != nil {
+		return "", st.sqs.explain(fmt.Errorf("subscribe the tap to the topic: %w", err))
+	}
+	return url, nil
+}
+
+// TapSubjects drains the tap queue (receiving and deleting) and counts its
+// messages by subject.
+func (st *Stack) TapSubjects(ctx context.Context, tap string) (map[string]int, error) {
+	counts := map[string]int{}
+	for {
+		out, err := st.sqs.SQSClient.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(tap), MaxNumberOfMessages: 10, WaitTimeSeconds: 0})
+		if err != nil {
+			return nil, st.sqs.explain(err)
+		}
+		if len(out.Messages) == 0 {
+			return counts, nil
+		}
+		for _, m := range out.Messages {
+			var env struct {
+				Subject *string `json:"Subject"`
+			}
+			_ = json.Unmarshal([]byte(aws.ToString(m.Body)), &env)
+			counts[aws.ToString(env.Subject)]++
+			if _, err := st.sqs.SQSClient.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(tap), ReceiptHandle: m.ReceiptHandle}); err != nil {
+				return nil, st.sqs.explain(err)
+			}
+		}
+	}
+}
+
 // NewStackT is NewStack that fails the test on an error.
 func (s *SQS) NewStackT(t testing.TB, opts StackOptions) *Stack {
 	t.Helper()

@@ -209,7 +209,12 @@ func (r *Runner) Handle(ctx context.Context, d Delivery, spec child.Spec, sigs <
 		return Result{Outcome: Dropped, Err: err}
 	}
 	lg := r.log(m)
-	job, err := r.store.Peek(ctx, m.JobID)
+	var job backends.Status
+	// A read refused for throughput is harmless to try again: nothing ran.
+	err = r.persist(ctx, lg, "the job's read", func() (err error) {
+		job, err = r.store.Peek(ctx, m.JobID)
+		return err
+	})
 	if errors.Is(err, backends.ErrNotFound) {
 		lg.Error("the message can never succeed: no such job")
 		return Result{Outcome: Dropped, Err: err}
@@ -362,7 +367,7 @@ func (r *Runner) recordGiveUp(ctx context.Context, lg *slog.Logger, job backends
 }
 
 // persist runs write, which records what became of a part (a completion, a
-// give-up, a failed job), and runs it again while the store refuses it for
+// give-up, a failed job; or reads the job before anything ran), and runs it again while the store refuses it for
 // throughput (backends.ErrThrottled), for up to Options.ThrottleWait with
 // backoff: a command that succeeded must not be run again by the queue just
 // because its completion was throttled.
