@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/urfave/cli/v2"
 
 	"github.com/wp-tools/wp/backends"
@@ -148,37 +149,64 @@ func tableCommand(a *appState) *cli.Command {
 			Name:      "create",
 			Usage:     "create a DynamoDB table wp (and watchbot-progress) can use",
 			ArgsUsage: "NAME",
-			Description: `Creates a table with hash key id (type S) and on-demand billing, and waits
-until it is active. It is the layout watchbot's reduce mode and the
-watchbot-progress libraries use, so the same table serves them all. Region,
-credentials and endpoint come from the AWS SDK's standard chain
-(AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_DYNAMODB, ...).
+			Description: `Creates a table with hash key id (type S), on-demand billing and wp's index of
+jobs (a global secondary index, wp-jobs, that lets wp ls read in proportion to
+the jobs it lists), waits until it is active, and turns on its time to live
+(attribute wpExpires), so that expired jobs are removed. It is the layout
+watchbot's reduce mode and the watchbot-progress libraries use, so the same
+table serves them all. Region, credentials and endpoint come from the AWS
+SDK's standard chain (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_DYNAMODB, ...).
 
 Exit codes: 0 created; 1 the table exists or AWS refused; 2 wrong command line.`,
 			Action: func(c *cli.Context) error {
-				if c.NArg() != 1 {
-					return usageError("table create needs exactly one NAME argument")
-				}
-				name, err := dynamodb.TableFromARN(c.Args().First())
-				if err != nil {
-					return withCode(exitUsage, err)
-				}
-				cfg, err := dynamodb.LoadConfig(c.Context)
-				if err != nil {
-					return err
-				}
-				if a.storeTimeoutErr != nil {
-					return withCode(exitUsage, a.storeTimeoutErr)
-				}
-				ctx, cancel := context.WithTimeout(c.Context, a.storeTimeout)
-				defer cancel()
-				if err := dynamodb.CreateTable(ctx, cfg, name); err != nil {
-					return err
-				}
-				a.logger().Info("table created", "table", name)
-				fmt.Fprintf(c.App.Writer, "dynamodb://%s\n", name)
-				return nil
+				return a.tableAction(c, "create", dynamodb.CreateTable, "table created")
+			},
+		}, {
+			Name:      "upgrade",
+			Usage:     "add wp's index of jobs and the time to live to an existing table",
+			ArgsUsage: "NAME",
+			Description: `Adds to an existing table (the one watchbot's stack made, say) what wp table
+create makes: the global secondary index wp-jobs (on a provisioned table with
+5 read and 5 write units of its own), and the time to live on wpExpires; then
+writes the index's keys on every job item already in the table (one small
+write per job; jobs of the libraries included). Safe to run again. Until the
+index is ACTIVE (minutes, on a large table), wp ls scans and says so.
+
+AWS permissions: dynamodb:UpdateTable, DescribeTable, UpdateTimeToLive,
+DescribeTimeToLive, Scan and UpdateItem on the table.
+
+Exit codes: 0 upgraded (or already so); 1 AWS refused (no such table, TTL on
+another attribute); 2 wrong command line.`,
+			Action: func(c *cli.Context) error {
+				return a.tableAction(c, "upgrade", dynamodb.UpgradeTable, "table upgraded")
 			},
 		}},
 	}
+}
+
+// tableAction runs a table operation on the NAME argument.
+func (a *appState) tableAction(c *cli.Context, what string, op func(context.Context, aws.Config, string) error, done string) error {
+	if c.NArg() != 1 {
+		return usageError("table %s needs exactly one NAME argument", what)
+	}
+	name, err := dynamodb.TableFromARN(c.Args().First())
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	cfg, err := dynamodb.LoadConfig(c.Context)
+	if err != nil {
+		return err
+	}
+	if a.storeTimeoutErr != nil {
+		return withCode(exitUsage, a.storeTimeoutErr)
+	}
+	// A table's index and backfill take longer than one store call.
+	ctx, cancel := context.WithTimeout(c.Context, max(a.storeTimeout, 10*time.Minute))
+	defer cancel()
+	if err := op(ctx, cfg, name); err != nil {
+		return err
+	}
+	a.logger().Info(done, "table", name)
+	fmt.Fprintf(c.App.Writer, "dynamodb://%s\n", name)
+	return nil
 }

@@ -277,8 +277,14 @@ func cmdSetMessage(ts *testscript.TestScript, neg bool, args []string) {
 func partOf(body string) int64 {
 	var m struct {
 		PartID int64 `json:"partid"`
+		Batch  []struct {
+			PartID int64 `json:"partid"`
+		} `json:"batch"`
 	}
 	_ = json.Unmarshal([]byte(body), &m)
+	if len(m.Batch) > 0 { // a batch message: its first part
+		return m.Batch[0].PartID
+	}
 	return m.PartID
 }
 
@@ -377,7 +383,7 @@ func cmdDeliver(ts *testscript.TestScript, neg bool, args []string) {
 // scripts give wp.
 func environ(ts *testscript.TestScript) []string {
 	var env []string
-	for _, k := range append(testservers.WPEnvKeys, "WP_PROGRESS", "ProgressTable", "WP_FAIL_JOB_ON", "WP_LOG_FORMAT", "WP_GRACE", "WP_REDUCE_LEASE", "WP_MAX_RECEIVES",
+	for _, k := range append(testservers.WPEnvKeys, "WP_PROGRESS", "ProgressTable", "WP_FAIL_JOB_ON", "WP_LOG_FORMAT", "WP_GRACE", "WP_REDUCE_LEASE", "WP_MAX_RECEIVES", "WP_JOBS", "WP_THROTTLE_WAIT",
 		"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "WorkTopic", "WP_STORE_TIMEOUT", "WORK") {
 		if v := ts.Getenv(k); v != "" {
 			env = append(env, k+"="+v)

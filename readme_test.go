@@ -29,7 +29,7 @@ func TestReadmeMatchesHelp(t *testing.T) {
 	if j := strings.Index(ref[3:], "\n## "); j >= 0 {
 		ref = ref[:j+3]
 	}
-	heading := regexp.MustCompile("(?m)^### (?:`wp ([a-z ]+)`|(Global flags))\\s*$")
+	heading := regexp.MustCompile("(?m)^### (?:`wp ([a-z -]+)`|(Global flags))\\s*$")
 	flagRE := regexp.MustCompile(`(?:^|[^-\w])--([a-z][a-z-]*)`)
 	documented := map[string]map[string]bool{}
 	locs := heading.FindAllStringSubmatchIndex(ref, -1)

@@ -569,10 +569,10 @@ func pendingCommand(a *appState) *cli.Command {
 are read from the store (any number of parts, in bounded memory).
 
 With --given-up, lists the parts given up instead (their command failed on the
-last receive of their message), one a line: part id, exit code (and signal),
-receive count, when (RFC 3339) and the end of the command's stderr (quoted);
-with --array, a JSON array of {"part", "exit_code", "signal",
-"receive_count", "at", "stderr"}. A reduce command can list them this way.
+last receive of their message, or wp dead-letter found their message), one a
+line: part id, exit code (and signal) or why, receive count, when (RFC 3339)
+and the end of the command's stderr (quoted); with --array, a JSON array of
+{"part", "exit_code", "signal", "receive_count", "at", "stderr", "reason"}. A reduce command can list them this way.
 
 Exit codes: 0 printed; 1 no such job or store error; 2 wrong command line.`,
 		Flags: []cli.Flag{
@@ -626,6 +626,7 @@ type givenUpJSON struct {
 	ReceiveCount int       `json:"receive_count"`
 	At           time.Time `json:"at"`
 	Stderr       string    `json:"stderr"`
+	Reason       string    `json:"reason"`
 }
 
 func (a *appState) givenUpAction(c *cli.Context) error {
@@ -641,12 +642,15 @@ func (a *appState) givenUpAction(c *cli.Context) error {
 				if n > 0 {
 					w.WriteByte(',')
 				}
-				b, _ := json.Marshal(givenUpJSON{p.Part, p.ExitCode, p.Signal, p.ReceiveCount, p.At.UTC(), p.Stderr})
+				b, _ := json.Marshal(givenUpJSON{p.Part, p.ExitCode, p.Signal, p.ReceiveCount, p.At.UTC(), p.Stderr, p.Reason})
 				w.Write(b)
 			} else {
 				code := "exit " + strconv.Itoa(p.ExitCode)
 				if p.Signal != "" {
 					code += " (" + p.Signal + ")"
+				}
+				if p.Reason != "" {
+					code = p.Reason
 				}
 				fmt.Fprintf(w, "%d\t%s\treceive %d\t%s\t%s\n", p.Part, code, p.ReceiveCount, p.At.UTC().Format(time.RFC3339), strconv.Quote(p.Stderr))
 			}
