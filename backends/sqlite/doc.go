@@ -36,10 +36,11 @@
 // completion is counted twice or lost. Reads (Status, List, Pending) are
 // plain statements outside any write transaction.
 //
-// Claim leases compare wall-clock times (Unix nanoseconds) written by the
-// processes sharing the database; they share one machine, so one clock.
+// Claim leases, expiry, last_ended and the per-minute counts all use
+// wall-clock times written by the processes sharing the database; they
+// share one machine, so one clock.
 //
-// # Schema (PRAGMA user_version = 2)
+// # Schema (PRAGMA user_version = 3)
 //
 //	CREATE TABLE jobs (
 //	    id            TEXT PRIMARY KEY,
@@ -58,8 +59,18 @@
 //	    tolerance           TEXT NOT NULL DEFAULT '',   -- "3", "10%" ('' = 0)
 //	    reduce_on_failure   INTEGER NOT NULL DEFAULT 0,
 //	    digest              TEXT NOT NULL DEFAULT '',
-//	    failed_by_tolerance INTEGER NOT NULL DEFAULT 0
+//	    failed_by_tolerance INTEGER NOT NULL DEFAULT 0,
+//	    -- version 3 (expiry, batches, progress times):
+//	    expires_at   INTEGER NOT NULL DEFAULT 0, -- Unix seconds; 0 = never
+//	    batch        INTEGER NOT NULL DEFAULT 0, -- as CreateJob was given
+//	    batch_bytes  INTEGER NOT NULL DEFAULT 0,
+//	    last_ended   INTEGER NOT NULL DEFAULT 0, -- Unix ms; 0 = none ended
+//	    recent       BLOB,                       -- ended parts by the minute
+//	    recent_since INTEGER NOT NULL DEFAULT 0  -- Unix ms counting began,
+//	                                             -- if after created_at
 //	);
+//	CREATE INDEX jobs_newest ON jobs (created_at DESC, id);             -- List
+//	CREATE INDEX jobs_expiry ON jobs (expires_at) WHERE expires_at > 0; -- sweep
 //	CREATE TABLE shards (
 //	    job_id TEXT NOT NULL,
 //	    shard  INTEGER NOT NULL,   -- parts shard*4096 .. shard*4096+4095
@@ -74,6 +85,7 @@
 //	    receive_count INTEGER NOT NULL,
 //	    at            INTEGER NOT NULL,  -- Unix milliseconds
 //	    stderr        TEXT NOT NULL,     -- at most 512 bytes
+//	    reason        TEXT NOT NULL DEFAULT '', -- version 3
 //	    PRIMARY KEY (job_id, part)
 //	) WITHOUT ROWID;
 //
@@ -82,7 +94,11 @@
 // the new user_version, so an interrupted or failed migration leaves the
 // database as it was, and of several processes opening it at once one
 // migrates and the others find it done. (A wp older than this one then
-// refuses the file as "newer": upgrade every wp sharing it.)
+// refuses the file as "newer": upgrade every wp sharing it.) Version 2 -> 3
+// adds columns with constant defaults (SQLite rewrites no row for those),
+// sets recent_since on the jobs that exist (their ends were not counted
+// before) and builds the two indexes: one pass over the jobs, none over
+// the shards or given-up parts.
 //
 // Per-part state is a bitmap cut into shards of 4096 parts (512-byte blobs),
 // and a shard row exists only once one of its parts has ended: a missing
@@ -92,8 +108,10 @@
 // ends every part holds at most ceil(total/4096) shard rows, about 128 bytes
 // of disk per 1000 parts. Complete is one IMMEDIATE transaction: read the
 // jobs row, read the shard blob, test the bit; if it was clear, set it,
-// write the blob back and decrement jobs.remaining; the call that takes
-// remaining to 0 is the finisher. A table with one row per pending part was
+// write the blob back and write the jobs row back (remaining less one, and
+// the progress times below); the call that takes remaining to 0 is the
+// finisher. That is four statements, a duplicate two (TestStatements
+// counts them). A table with one row per pending part was
 // the alternative: its CreateJob writes a million rows (tens of MB of B-tree)
 // and holds the write lock for seconds while every worker waits.
 //
@@ -124,10 +142,67 @@
 //     so a second Retry or a Complete that converted the part first moves
 //     nothing twice.
 //
+// # Batches
+//
+// CompleteParts is Complete for a sorted batch, in the same one IMMEDIATE
+// transaction: one read of the jobs row, then for each shard the batch
+// touches one read of its blob and, if a bit was clear, one write, then one
+// write of the jobs row. ShardSize is 4096, so a batch inside one shard is
+// four statements whatever its size, as one completion is, and a batch is
+// atomic as a whole (more than the contract's per shard). Every part is
+// checked against total, and the job against failed and expired, before
+// anything is written, so a refused batch records nothing. Parts whose bit
+// was already set are looked for among the given_up rows only when the job
+// has any (one DELETE ... IN json_each(parts)); its row count is how many
+// were converted. Completed is the clear bits set plus the conversions;
+// remaining drops by the clear bits only, so the finisher rule is
+// Complete's: the one call under the write lock that takes it to 0.
+//
+// # Progress times
+//
+// last_ended and recent live on the jobs row and are written by the UPDATE
+// of that row which a completion (or give-up) makes anyway, only when it
+// ended a part: they cost no statement and no transaction. recent is a ring
+// of backends.RecentMinutes per-minute counts (48 bytes: the last minute
+// written, then a count for it and for each minute before); a write in a
+// new minute shifts the ring, dropping the minutes that fell out of the
+// window, so it never grows and no write exists only to prune it. The ring
+// is read with the jobs row and written back in the same IMMEDIATE
+// transaction, so concurrent completions, from any process, each add to it
+// under the write lock, and none is lost or counted twice. Status
+// derives RecentEnded (the counts of the last RecentMinutes minutes) and
+// RecentWindow (from the first of those minutes, or from created_at or
+// recent_since if later) at read time. Both are exact, in Peek and List
+// too.
+//
+// # Expiry
+//
+// expires_at is created_at+ExpireAfter rounded up to the second
+// (backends.ExpirySecond), or 0. A job is gone from that second on: every
+// method reads expires_at with the jobs row it reads anyway (List in its
+// WHERE clause) and answers ErrNotFound, so expiry is exact whether or not
+// the rows are deleted yet. The rows (jobs, shards, given_up; the counts
+// are on the jobs row) are deleted later, sweepJobs jobs at a time, by
+// transactions that run anyway: Open's migration transaction (which every
+// Open takes, then up to openSweeps-1 more if it found a full batch), and
+// the transaction that ends a job (finisher, a give-up past the tolerance,
+// Fail). Finding nothing to delete is one probe of the partial index
+// jobs_expiry, which holds only jobs with an expiry: once per job ended,
+// never per part. SetExpiry with a past time deletes the job at once;
+// CreateJob of an expired id, and Delete of one, delete its rows too.
+//
+// # Listing
+//
+// List reads jobs_newest in keyset pages (created_at <= k AND (created_at <
+// k OR id > last id), ORDER BY created_at DESC, id: a range scan of the
+// index, no sort) of about opt.Limit jobs (100 to 1000), with opt.Since and
+// the expiry as WHERE terms, so it reads in proportion to the jobs it
+// yields; every job is in the index, so opt.Scan changes nothing, and each
+// Status is exact (never Estimated).
+//
 // Pending walks the shards in order, a page of rows at a time, and streams
 // the clear bits (and every part of a missing shard); it never holds every id,
 // and it does not hold a read transaction while calling fn, so fn may call
 // the store. It is not one snapshot: a part completed while Pending runs may
-// or may not be reported. List pages through jobs by id, listPage rows per
-// statement.
+// or may not be reported.
 package sqlite

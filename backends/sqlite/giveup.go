@@ -15,14 +15,18 @@ type jobRow struct {
 	total, remaining, givenUp       int64
 	failed, byTolerance, reduceSent bool
 	tolerance                       backends.Tolerance
+	recent                          []byte
 }
 
-func readJobRow(ctx context.Context, tx *sql.Tx, jobID string) (jobRow, error) {
+// readJobRow reads the job inside tx: ErrNotFound for no job, or one
+// expired at now.
+func readJobRow(ctx context.Context, tx *sql.Tx, jobID string, now time.Time) (jobRow, error) {
 	var j jobRow
 	var tol string
-	err := tx.QueryRowContext(ctx, `SELECT total, remaining, given_up, failed, failed_by_tolerance, reduce_sent, tolerance
-		FROM jobs WHERE id = ?`, jobID).Scan(&j.total, &j.remaining, &j.givenUp, &j.failed, &j.byTolerance, &j.reduceSent, &tol)
-	if errors.Is(err, sql.ErrNoRows) {
+	var expires int64
+	err := tx.QueryRowContext(ctx, `SELECT total, remaining, given_up, failed, failed_by_tolerance, reduce_sent, tolerance, expires_at, recent
+		FROM jobs WHERE id = ?`, jobID).Scan(&j.total, &j.remaining, &j.givenUp, &j.failed, &j.byTolerance, &j.reduceSent, &tol, &expires, &j.recent)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && expired(expires, now)) {
 		return j, backends.ErrNotFound
 	}
 	if err != nil {
@@ -35,14 +39,17 @@ func readJobRow(ctx context.Context, tx *sql.Tx, jobID string) (jobRow, error) {
 }
 
 // GiveUp implements backends.Driver: one IMMEDIATE transaction sets the
-// part's bit (ended), adds its given_up row, and moves the counts on the
-// jobs row, failing the job when given_up passes the tolerance. A part
-// whose bit is already set (complete or given up) is a duplicate.
+// part's bit (ended), adds its given_up row, and moves the counts, the last
+// end and the per-minute count on the jobs row, failing the job when
+// given_up passes the tolerance. A part whose bit is already set (complete
+// or given up) is a duplicate. The call that ends the job (finishing or
+// failing it) also deletes a few expired jobs.
 func (s *Store) GiveUp(ctx context.Context, jobID string, part int64, info backends.GiveUpInfo) (backends.Completion, error) {
 	var c backends.Completion
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		c = backends.Completion{}
-		j, err := readJobRow(ctx, tx, jobID)
+		now := time.Now()
+		j, err := readJobRow(ctx, tx, jobID, now)
 		if err != nil {
 			return err
 		}
@@ -66,19 +73,29 @@ func (s *Store) GiveUp(ctx context.Context, jobID string, part int64, info backe
 		if _, err := tx.StmtContext(ctx, s.putShard).ExecContext(ctx, jobID, shard, bits); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO given_up (job_id, part, exit_code, signal, receive_count, at, stderr)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, jobID, part, info.ExitCode, info.Signal, info.ReceiveCount, info.At.UnixMilli(), info.Stderr); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO given_up (job_id, part, exit_code, signal, receive_count, at, stderr, reason)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, jobID, part, info.ExitCode, info.Signal, info.ReceiveCount, info.At.UnixMilli(), info.Stderr, info.Reason); err != nil {
 			return err
 		}
+		r, err := decodeRecent(j.recent)
+		if err != nil {
+			return err
+		}
+		r.add(unixMinute(now), 1)
 		j.remaining--
 		j.givenUp++
 		c = backends.Completion{Finisher: j.remaining == 0, Done: j.remaining == 0, ReduceSent: j.reduceSent}
 		if j.givenUp > j.tolerance.Limit(j.total) {
 			c.Failed = true
-			_, err = tx.ExecContext(ctx, `UPDATE jobs SET remaining = ?, given_up = ?, failed = 1, failed_by_tolerance = 1, error = ?
-				WHERE id = ?`, j.remaining, j.givenUp, backends.ToleranceReason(j.givenUp, j.tolerance, j.total), jobID)
+			_, err = tx.ExecContext(ctx, `UPDATE jobs SET remaining = ?, given_up = ?, last_ended = ?, recent = ?,
+					failed = 1, failed_by_tolerance = 1, error = ?
+				WHERE id = ?`, j.remaining, j.givenUp, now.UnixMilli(), r.encode(), backends.ToleranceReason(j.givenUp, j.tolerance, j.total), jobID)
 		} else {
-			_, err = tx.ExecContext(ctx, `UPDATE jobs SET remaining = ?, given_up = ? WHERE id = ?`, j.remaining, j.givenUp, jobID)
+			_, err = tx.ExecContext(ctx, `UPDATE jobs SET remaining = ?, given_up = ?, last_ended = ?, recent = ? WHERE id = ?`,
+				j.remaining, j.givenUp, now.UnixMilli(), r.encode(), jobID)
+		}
+		if err == nil && (c.Finisher || c.Failed) {
+			_, err = sweep(ctx, tx, now, sweepJobs)
 		}
 		return err
 	})
@@ -91,26 +108,18 @@ func (s *Store) GiveUp(ctx context.Context, jobID string, part int64, info backe
 // GivenUp implements backends.Driver: it pages through the given_up rows in
 // part order, givenUpPage at a time, holding no transaction while fn runs.
 func (s *Store) GivenUp(ctx context.Context, jobID string, fn func(backends.GivenUpPart) error) error {
-	err := retry(ctx, func() error {
-		var one int
-		err := s.db.QueryRowContext(ctx, `SELECT 1 FROM jobs WHERE id = ?`, jobID).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return backends.ErrNotFound
-		}
-		return err
-	})
-	if err != nil {
+	if _, err := s.liveTotal(ctx, jobID); err != nil {
 		return err
 	}
 	return pages(ctx, givenUpPage, int64(-1), func(p backends.GivenUpPart) int64 { return p.Part },
 		func(after int64) (*sql.Rows, error) {
-			return s.db.QueryContext(ctx, `SELECT part, exit_code, signal, receive_count, at, stderr FROM given_up
+			return s.db.QueryContext(ctx, `SELECT part, exit_code, signal, receive_count, at, stderr, reason FROM given_up
 				WHERE job_id = ? AND part > ? ORDER BY part LIMIT ?`, jobID, after, givenUpPage)
 		},
 		func(rows *sql.Rows) (backends.GivenUpPart, error) {
 			var p backends.GivenUpPart
 			var at int64
-			err := rows.Scan(&p.Part, &p.ExitCode, &p.Signal, &p.ReceiveCount, &at, &p.Stderr)
+			err := rows.Scan(&p.Part, &p.ExitCode, &p.Signal, &p.ReceiveCount, &at, &p.Stderr, &p.Reason)
 			p.At = time.UnixMilli(at)
 			return p, err
 		}, fn)
@@ -126,7 +135,7 @@ func (s *Store) Retry(ctx context.Context, jobID string, parts []int64) ([]int64
 	var moved []int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		moved = nil
-		j, err := readJobRow(ctx, tx, jobID)
+		j, err := readJobRow(ctx, tx, jobID, time.Now())
 		if err != nil {
 			return err
 		}

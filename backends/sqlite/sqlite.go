@@ -19,7 +19,7 @@ import (
 )
 
 const (
-	schemaVersion = 2
+	schemaVersion = 3
 	partsPerShard = 4096
 	shardBytes    = partsPerShard / 8
 	// pendingPage is how many shard rows Pending reads per statement
@@ -27,8 +27,17 @@ const (
 	pendingPage = 64
 	// givenUpPage is how many given-up parts GivenUp reads per statement.
 	givenUpPage = 500
-	// listPage is how many jobs List reads per statement.
-	listPage = 500
+	// listPage and maxListPage bound how many jobs List reads per
+	// statement: about the caller's Limit, at least listPage, at most
+	// maxListPage.
+	listPage    = 100
+	maxListPage = 1000
+	// sweepJobs is how many expired jobs one write transaction deletes
+	// (the one that ends a job, or one of Open's), so that no write
+	// takes long however many jobs have expired; openSweeps is how many
+	// such transactions Open runs at most (the first is its migration's).
+	sweepJobs  = 8
+	openSweeps = 32
 	// maxAttempts bounds how often a transaction that failed with
 	// SQLITE_BUSY is run again.
 	maxAttempts = 5
@@ -54,8 +63,12 @@ type Store struct {
 	wsem chan struct{}
 	// Complete's statements, prepared once (database/sql keeps one
 	// prepared copy per connection).
-	selJob, selShard, putShard, decRemaining, delGivenUp, decGivenUp *sql.Stmt
+	selJob, selShard, putShard, putJob, delGivenUp, delGivenUpIn *sql.Stmt
 }
+
+// driverName is the database/sql driver Open uses (a test counts the
+// statements through a wrapper of it).
+var driverName = "sqlite"
 
 var _ backends.Driver = (*Store)(nil)
 
@@ -73,16 +86,21 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	// and synchronous, on every new connection.
 	dsn := cfg.path + "?_pragma=busy_timeout(" + strconv.FormatInt(ms, 10) + ")" +
 		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sql.Open(driverName, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite database %s: %w", cfg.path, err)
 	}
 	db.SetMaxOpenConns(maxOpenConns)
 	db.SetMaxIdleConns(maxOpenConns)
 	s := &Store{db: db, path: cfg.path, wsem: make(chan struct{}, 1)}
-	if err := s.migrate(ctx); err != nil {
+	swept, err := s.migrate(ctx)
+	if err != nil {
 		db.Close()
 		return nil, err
+	}
+	if err := s.sweepOpen(ctx, swept); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("delete expired jobs in %s: %w", cfg.path, err)
 	}
 	if err := tightenSidecars(cfg.path); err != nil {
 		db.Close()
@@ -139,19 +157,36 @@ var migrations = []string{
 		stderr        TEXT NOT NULL,
 		PRIMARY KEY (job_id, part)
 	) WITHOUT ROWID`,
+	// 2 -> 3: expiry, batch settings, when a part last ended and the
+	// per-minute count of ended parts (recent), the give-up reason, and
+	// the indexes that List (newest first) and the sweep of expired jobs
+	// read. Existing jobs never expire, have ended no part that this
+	// store can date (last_ended 0) and have their ends counted from now
+	// on (recent_since, Unix milliseconds).
+	`ALTER TABLE jobs ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE jobs ADD COLUMN batch INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE jobs ADD COLUMN batch_bytes INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE jobs ADD COLUMN last_ended INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE jobs ADD COLUMN recent BLOB;
+	ALTER TABLE jobs ADD COLUMN recent_since INTEGER NOT NULL DEFAULT 0;
+	UPDATE jobs SET recent_since = CAST(unixepoch('subsec') * 1000 AS INTEGER);
+	ALTER TABLE given_up ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+	CREATE INDEX jobs_newest ON jobs (created_at DESC, id);
+	CREATE INDEX jobs_expiry ON jobs (expires_at) WHERE expires_at > 0`,
 }
 
 // migrate brings the database to schemaVersion (creating the schema in a new
-// one) and refuses one written by a newer wp or by something else.
-func (s *Store) migrate(ctx context.Context) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+// one) and refuses one written by a newer wp or by something else. The same
+// transaction, which every Open runs anyway, then deletes up to sweepJobs
+// expired jobs; swept says how many.
+func (s *Store) migrate(ctx context.Context) (swept int, err error) {
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		swept = 0
 		var v int
 		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 			return err
 		}
 		switch {
-		case v == schemaVersion:
-			return nil
 		case v > schemaVersion:
 			return fmt.Errorf("database schema version %d is newer than this wp understands (%d): upgrade wp", v, schemaVersion)
 		case v < 0:
@@ -166,18 +201,24 @@ func (s *Store) migrate(ctx context.Context) error {
 				return errors.New("database already holds tables but no wp schema version: not a wp progress database, use another file")
 			}
 		}
-		for ; v < schemaVersion; v++ {
-			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-				return fmt.Errorf("migrate from schema version %d: %w", v, err)
+		if v < schemaVersion {
+			for ; v < schemaVersion; v++ {
+				if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+					return fmt.Errorf("migrate from schema version %d: %w", v, err)
+				}
+			}
+			if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(schemaVersion)); err != nil {
+				return err
 			}
 		}
-		_, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(schemaVersion))
+		var err error
+		swept, err = sweep(ctx, tx, time.Now(), sweepJobs)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("prepare database schema in %s: %w", s.path, err)
+		return 0, fmt.Errorf("prepare database schema in %s: %w", s.path, err)
 	}
-	return nil
+	return swept, nil
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -185,13 +226,13 @@ func (s *Store) prepare(ctx context.Context) error {
 		stmt  **sql.Stmt
 		query string
 	}{
-		{&s.selJob, `SELECT total, remaining, failed, reduce_sent, given_up FROM jobs WHERE id = ?`},
+		{&s.selJob, `SELECT total, remaining, failed, reduce_sent, given_up, expires_at, recent FROM jobs WHERE id = ?`},
 		{&s.selShard, `SELECT bits FROM shards WHERE job_id = ? AND shard = ?`},
 		{&s.putShard, `INSERT INTO shards (job_id, shard, bits) VALUES (?, ?, ?)
 			ON CONFLICT (job_id, shard) DO UPDATE SET bits = excluded.bits`},
-		{&s.decRemaining, `UPDATE jobs SET remaining = remaining - 1 WHERE id = ?`},
+		{&s.putJob, `UPDATE jobs SET remaining = ?, given_up = ?, last_ended = ?, recent = ? WHERE id = ?`},
 		{&s.delGivenUp, `DELETE FROM given_up WHERE job_id = ? AND part = ?`},
-		{&s.decGivenUp, `UPDATE jobs SET given_up = given_up - 1 WHERE id = ?`},
+		{&s.delGivenUpIn, `DELETE FROM given_up WHERE job_id = ? AND part IN (SELECT value FROM json_each(?))`},
 	} {
 		var err error
 		if err = retry(ctx, func() error {
@@ -267,163 +308,109 @@ func (s *Store) CreateJob(ctx context.Context, job backends.Job) error {
 		}
 		meta = string(job.Metadata)
 	}
-	now := time.Now().UnixNano()
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	created := time.Now()
+	insert := func(tx *sql.Tx) (bool, error) {
 		res, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, total, remaining, metadata, created_at,
-				tolerance, reduce_on_failure, digest)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-			job.ID, job.Total, job.Total, meta, now, job.Tolerance.String(), job.ReduceOnFailure, job.Digest)
+				tolerance, reduce_on_failure, digest, expires_at, batch, batch_bytes)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+			job.ID, job.Total, job.Total, meta, created.UnixNano(), job.Tolerance.String(), job.ReduceOnFailure, job.Digest,
+			expiresAt(created, job.ExpireAfter), job.Batch, job.BatchBytes)
 		if err != nil {
+			return false, err
+		}
+		n, err := res.RowsAffected()
+		return n == 1, err
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if ok, err := insert(tx); ok || err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
+		// The id is taken: by a live job, or by one that has expired
+		// and whose rows are still here. Those go, and the new job
+		// takes the id.
+		var expires int64
+		if err := tx.QueryRowContext(ctx, `SELECT expires_at FROM jobs WHERE id = ?`, job.ID).Scan(&expires); err != nil {
 			return err
-		} else if n == 0 {
+		}
+		if !expired(expires, time.Now()) {
 			return backends.ErrExists
 		}
+		if err := deleteJob(ctx, tx, job.ID); err != nil {
+			return err
+		}
+		if ok, err := insert(tx); err != nil || !ok {
+			return errors.Join(err, errors.New("the id of an expired job stayed taken after its rows were deleted"))
+		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return nil
 }
 
-func (s *Store) Complete(ctx context.Context, jobID string, part int64) (backends.Completion, error) {
-	var c backends.Completion
-	// The statements run under the write lock that BEGIN IMMEDIATE took
-	// (with ctx: the wait for the lock is what can be long), so none of
-	// them waits for anything, and they run without ctx's cancellation:
-	// given a cancellable context the driver starts a goroutine and
-	// installs a progress handler for each statement, which made a
-	// completion about a quarter slower (BenchmarkComplete, 115 against
-	// 90 µs). A cancelled ctx still ends the transaction (database/sql
-	// rolls it back), so its commit fails.
-	ctx, bounded := context.WithoutCancel(ctx), ctx
-	err := s.write(bounded, func(tx *sql.Tx) error {
-		c = backends.Completion{}
-		var total, remaining, givenUp int64
-		var failed, reduceSent bool
-		err := tx.StmtContext(ctx, s.selJob).QueryRowContext(ctx, jobID).Scan(&total, &remaining, &failed, &reduceSent, &givenUp)
-		if errors.Is(err, sql.ErrNoRows) {
-			return backends.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		if part < 0 || part >= total {
-			return fmt.Errorf("%w: the job has parts 0 to %d", backends.ErrPartRange, total-1)
-		}
-		if failed {
-			return backends.ErrJobFailed
-		}
-		shard, bit := part/partsPerShard, part%partsPerShard
-		bits, err := s.readShard(ctx, tx, jobID, shard)
-		if err != nil {
-			return err
-		}
-		mask := byte(1) << (bit % 8)
-		if bits[bit/8]&mask != 0 {
-			// The part has ended. Only when the job has given-up
-			// parts can it be one of them (so a plain duplicate
-			// costs no more than before): then it becomes complete.
-			if givenUp > 0 {
-				res, err := tx.StmtContext(ctx, s.delGivenUp).ExecContext(ctx, jobID, part)
-				if err != nil {
-					return err
-				}
-				if n, err := res.RowsAffected(); err != nil {
-					return err
-				} else if n == 1 {
-					if _, err := tx.StmtContext(ctx, s.decGivenUp).ExecContext(ctx, jobID); err != nil {
-						return err
-					}
-					c = backends.Completion{Done: remaining == 0, ReduceSent: reduceSent}
-					return nil
-				}
-			}
-			c = backends.Completion{Duplicate: true, Done: remaining == 0, ReduceSent: reduceSent}
-			return nil
-		}
-		bits[bit/8] |= mask
-		if _, err := tx.StmtContext(ctx, s.putShard).ExecContext(ctx, jobID, shard, bits); err != nil {
-			return err
-		}
-		if _, err := tx.StmtContext(ctx, s.decRemaining).ExecContext(ctx, jobID); err != nil {
-			return err
-		}
-		remaining--
-		c = backends.Completion{Finisher: remaining == 0, Done: remaining == 0, ReduceSent: reduceSent}
-		return nil
-	})
-	if err != nil {
-		return backends.Completion{}, err
-	}
-	return c, nil
-}
-
-// readShard reads shard's bitmap inside tx: all clear when it has no row.
-func (s *Store) readShard(ctx context.Context, tx *sql.Tx, jobID string, shard int64) ([]byte, error) {
-	var bits []byte
-	err := tx.StmtContext(ctx, s.selShard).QueryRowContext(ctx, jobID, shard).Scan(&bits)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return make([]byte, shardBytes), nil
-	case err != nil:
-		return nil, err
-	case len(bits) != shardBytes:
-		return nil, fmt.Errorf("shard %d holds %d bytes, want %d: the database is damaged", shard, len(bits), shardBytes)
-	}
-	return bits, nil
-}
-
-// exists reports whether the job exists, inside tx.
-func exists(ctx context.Context, tx *sql.Tx, jobID string) error {
-	var one int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM jobs WHERE id = ?`, jobID).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
+// exists reports whether the job exists and has not expired at now,
+// inside tx.
+func exists(ctx context.Context, tx *sql.Tx, jobID string, now time.Time) error {
+	var expires int64
+	err := tx.QueryRowContext(ctx, `SELECT expires_at FROM jobs WHERE id = ?`, jobID).Scan(&expires)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && expired(expires, now)) {
 		return backends.ErrNotFound
 	}
 	return err
 }
 
-// update runs one UPDATE of the job's row and returns ErrNotFound when the
-// job does not exist (an UPDATE that matched nothing because its condition
-// was already met is not an error).
-func (s *Store) update(ctx context.Context, jobID, query string, args ...any) error {
+// update runs one UPDATE of the job's row (query, ending in its WHERE
+// clause, which update extends with liveClause) and returns ErrNotFound
+// when the job does not exist or has expired (an UPDATE that matched
+// nothing because its condition was already met is not an error). Its
+// result is whether a row changed.
+func (s *Store) update(ctx context.Context, tx *sql.Tx, now time.Time, jobID, query string, args ...any) (bool, error) {
+	res, err := tx.ExecContext(ctx, query+" AND "+liveClause, append(args[:len(args):len(args)], now.Unix())...)
+	if err != nil {
+		return false, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return false, err
+	} else if n == 0 {
+		return false, exists(ctx, tx, jobID, now)
+	}
+	return true, nil
+}
+
+// updateJob is update in a transaction of its own.
+func (s *Store) updateJob(ctx context.Context, jobID, query string, args ...any) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, query, args...)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return exists(ctx, tx, jobID)
-		}
-		return nil
+		_, err := s.update(ctx, tx, time.Now(), jobID, query, args...)
+		return err
 	})
 }
 
+// Fail implements backends.Driver. Failing a job ends it, so the same
+// transaction deletes a few expired jobs.
 func (s *Store) Fail(ctx context.Context, jobID, reason string) error {
-	if err := s.update(ctx, jobID, `UPDATE jobs SET failed = 1, error = ? WHERE id = ? AND failed = 0`, reason, jobID); err != nil {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		now := time.Now()
+		failed, err := s.update(ctx, tx, now, jobID, `UPDATE jobs SET failed = 1, error = ? WHERE id = ? AND failed = 0`, reason, jobID)
+		if err == nil && failed {
+			_, err = sweep(ctx, tx, now, sweepJobs)
+		}
 		return err
-	}
-	return nil
+	})
 }
 
 const statusColumns = `id, total, remaining, metadata, created_at, failed, error, reduce_sent, reduced,
-	given_up, tolerance, reduce_on_failure, digest, failed_by_tolerance`
+	given_up, tolerance, reduce_on_failure, digest, failed_by_tolerance,
+	expires_at, batch, batch_bytes, last_ended, recent, recent_since`
 
 type scanner interface{ Scan(...any) error }
 
-func scanStatus(r scanner) (backends.Status, error) {
+// scanStatus reads a row of statusColumns, with the recent count as of now.
+func scanStatus(r scanner, now time.Time) (backends.Status, error) {
 	var st backends.Status
 	var meta sql.NullString
-	var created int64
+	var created, expires, lastEnded, recentSince int64
 	var tol string
+	var rec []byte
 	if err := r.Scan(&st.ID, &st.Total, &st.Remaining, &meta, &created, &st.Failed, &st.Error, &st.ReduceSent, &st.Reduced,
-		&st.GivenUp, &tol, &st.ReduceOnFailure, &st.Digest, &st.FailedByTolerance); err != nil {
+		&st.GivenUp, &tol, &st.ReduceOnFailure, &st.Digest, &st.FailedByTolerance,
+		&expires, &st.Batch, &st.BatchBytes, &lastEnded, &rec, &recentSince); err != nil {
 		return st, err
 	}
 	t, err := backends.ParseTolerance(tol)
@@ -435,6 +422,21 @@ func scanStatus(r scanner) (backends.Status, error) {
 		st.Metadata = json.RawMessage(meta.String)
 	}
 	st.CreatedAt = time.Unix(0, created)
+	if expires != 0 {
+		st.ExpiresAt = time.Unix(expires, 0)
+	}
+	if lastEnded != 0 {
+		st.LastEnded = time.UnixMilli(lastEnded)
+	}
+	rc, err := decodeRecent(rec)
+	if err != nil {
+		return st, fmt.Errorf("job %s: %w", st.ID, err)
+	}
+	from := st.CreatedAt
+	if since := time.UnixMilli(recentSince); since.After(from) {
+		from = since
+	}
+	st.RecentEnded, st.RecentWindow = rc.window(now, from)
 	return st, nil
 }
 
@@ -442,8 +444,9 @@ func (s *Store) Status(ctx context.Context, jobID string) (backends.Status, erro
 	var st backends.Status
 	err := retry(ctx, func() error {
 		var err error
-		st, err = scanStatus(s.db.QueryRowContext(ctx, `SELECT `+statusColumns+` FROM jobs WHERE id = ?`, jobID))
-		if errors.Is(err, sql.ErrNoRows) {
+		now := time.Now()
+		st, err = scanStatus(s.db.QueryRowContext(ctx, `SELECT `+statusColumns+` FROM jobs WHERE id = ?`, jobID), now)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && !st.ExpiresAt.IsZero() && !now.Before(st.ExpiresAt)) {
 			return backends.ErrNotFound
 		}
 		return err
@@ -454,20 +457,28 @@ func (s *Store) Status(ctx context.Context, jobID string) (backends.Status, erro
 	return st, nil
 }
 
+// liveTotal reads the job's total outside any transaction: ErrNotFound for
+// no job or an expired one.
+func (s *Store) liveTotal(ctx context.Context, jobID string) (int64, error) {
+	var total int64
+	err := retry(ctx, func() error {
+		var expires int64
+		err := s.db.QueryRowContext(ctx, `SELECT total, expires_at FROM jobs WHERE id = ?`, jobID).Scan(&total, &expires)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && expired(expires, time.Now())) {
+			return backends.ErrNotFound
+		}
+		return err
+	})
+	return total, err
+}
+
 type shardRow struct {
 	shard int64
 	bits  []byte
 }
 
 func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) error) error {
-	var total int64
-	err := retry(ctx, func() error {
-		err := s.db.QueryRowContext(ctx, `SELECT total FROM jobs WHERE id = ?`, jobID).Scan(&total)
-		if errors.Is(err, sql.ErrNoRows) {
-			return backends.ErrNotFound
-		}
-		return err
-	})
+	total, err := s.liveTotal(ctx, jobID)
 	if err != nil {
 		return err
 	}
@@ -539,14 +550,6 @@ func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) e
 	}
 }
 
-func (s *Store) List(ctx context.Context, _ backends.ListOptions, fn func(backends.Status) error) error {
-	return pages(ctx, listPage, "", func(st backends.Status) string { return st.ID },
-		func(after string) (*sql.Rows, error) {
-			return s.db.QueryContext(ctx, `SELECT `+statusColumns+` FROM jobs
-				WHERE id > ? ORDER BY id LIMIT ?`, after, listPage)
-		}, func(r *sql.Rows) (backends.Status, error) { return scanStatus(r) }, fn)
-}
-
 // pages walks rows in key order, size at a time (keyset pagination: query
 // reads the rows after the given key, ORDER BY key LIMIT size), and calls
 // fn for each row. Each page is read whole, and retried as a whole while
@@ -592,18 +595,18 @@ func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Durati
 	var token string
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		token = ""
-		var remaining, expires int64
+		var remaining, expires, jobExpires int64
 		var failed, sent, onFailure bool
 		var holder string
-		err := tx.QueryRowContext(ctx, `SELECT remaining, failed, reduce_sent, claim_token, claim_expires, reduce_on_failure
-			FROM jobs WHERE id = ?`, jobID).Scan(&remaining, &failed, &sent, &holder, &expires, &onFailure)
-		if errors.Is(err, sql.ErrNoRows) {
+		err := tx.QueryRowContext(ctx, `SELECT remaining, failed, reduce_sent, claim_token, claim_expires, reduce_on_failure, expires_at
+			FROM jobs WHERE id = ?`, jobID).Scan(&remaining, &failed, &sent, &holder, &expires, &onFailure, &jobExpires)
+		now := time.Now()
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && expired(jobExpires, now)) {
 			return backends.ErrNotFound
 		}
 		if err != nil {
 			return err
 		}
-		now := time.Now()
 		ready := (remaining == 0 && !failed) || (failed && onFailure)
 		if !ready || sent || (holder != "" && now.UnixNano() < expires) {
 			return nil
@@ -626,53 +629,43 @@ func (s *Store) ReleaseReduce(ctx context.Context, jobID, token string) error {
 	if token == "" {
 		return nil // no claim has an empty token
 	}
-	if err := s.update(ctx, jobID, `UPDATE jobs SET claim_token = '', claim_expires = 0
-		WHERE id = ? AND claim_token = ?`, jobID, token); err != nil {
-		return err
-	}
-	return nil
+	return s.updateJob(ctx, jobID, `UPDATE jobs SET claim_token = '', claim_expires = 0
+		WHERE id = ? AND claim_token = ?`, jobID, token)
 }
 
 func (s *Store) MarkReduceSent(ctx context.Context, jobID string) error {
-	if err := s.update(ctx, jobID, `UPDATE jobs SET reduce_sent = 1, claim_token = '', claim_expires = 0
-		WHERE id = ?`, jobID); err != nil {
-		return err
-	}
-	return nil
+	return s.updateJob(ctx, jobID, `UPDATE jobs SET reduce_sent = 1, claim_token = '', claim_expires = 0
+		WHERE id = ?`, jobID)
 }
 
 func (s *Store) MarkReduced(ctx context.Context, jobID string) error {
-	if err := s.update(ctx, jobID, `UPDATE jobs SET reduced = 1 WHERE id = ?`, jobID); err != nil {
-		return err
-	}
-	return nil
+	return s.updateJob(ctx, jobID, `UPDATE jobs SET reduced = 1 WHERE id = ?`, jobID)
 }
 
+// Delete implements backends.Driver. A job that has expired is not found,
+// but its rows are deleted all the same.
 func (s *Store) Delete(ctx context.Context, jobID string) error {
+	var gone bool
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE id = ?`, jobID)
+		var expires int64
+		err := tx.QueryRowContext(ctx, `DELETE FROM jobs WHERE id = ? RETURNING expires_at`, jobID).Scan(&expires)
+		if errors.Is(err, sql.ErrNoRows) {
+			return backends.ErrNotFound
+		}
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return backends.ErrNotFound
-		}
-		if _, err = tx.ExecContext(ctx, `DELETE FROM shards WHERE job_id = ?`, jobID); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM given_up WHERE job_id = ?`, jobID)
-		return err
+		gone = expired(expires, time.Now())
+		return deleteJob(ctx, tx, jobID)
 	})
-	if err != nil {
-		return err
+	if err == nil && gone {
+		err = backends.ErrNotFound
 	}
-	return nil
+	return err
 }
 
 func (s *Store) Close() error {
-	for _, st := range []*sql.Stmt{s.selJob, s.selShard, s.putShard, s.decRemaining, s.delGivenUp, s.decGivenUp} {
+	for _, st := range []*sql.Stmt{s.selJob, s.selShard, s.putShard, s.putJob, s.delGivenUp, s.delGivenUpIn} {
 		st.Close()
 	}
 	if err := s.db.Close(); err != nil {
