@@ -165,9 +165,10 @@ type Status struct {
 	// FailedByTolerance: the job failed because more parts were given up
 	// than it tolerates (Retry can make it run again).
 	FailedByTolerance bool
-	// LastEnded is when a part of the job last ended (completed or given
-	// up), by the store's clock, to the millisecond; zero when none has, or
-	// the store cannot tell (jobs written by other tools).
+	// LastEnded is when a part of the job last ended (went from pending to
+	// completed or given up; completing a given-up part ends nothing), by
+	// the store's clock, to the millisecond; zero when none has, or the
+	// store cannot tell (jobs written by other tools).
 	LastEnded time.Time
 	// RecentEnded parts ended in the last RecentWindow: the store counts
 	// ended parts by the minute for RecentMinutes minutes, and the window

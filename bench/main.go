@@ -129,6 +129,7 @@ func run(quick bool, out, only string) error {
 		{"cluster", e.caseCluster},
 		{"create", e.caseCreate},
 		{"local", e.caseLocal},
+		{"startup", e.caseStartup},
 	}
 	ctx := context.Background()
 	for _, s := range sections {

@@ -49,6 +49,7 @@ func testLastEnded(t *testing.T, st *backends.Store) {
 	mustComplete(t, st, id, 0)         // a duplicate ends nothing
 	mustGiveUp(t, st, id, 3)           // nor does a duplicate give-up
 	mustCompleteParts(t, st, id, 1, 2) // nor a batch of complete parts
+	mustComplete(t, st, id, 3)         // nor completing a given-up part
 	if s := mustStatus(t, st, id); !s.LastEnded.Equal(last) {
 		t.Errorf("LastEnded after calls that ended no part = %v, want %v still", s.LastEnded, last)
 	}
@@ -77,10 +78,11 @@ func testRecent(t *testing.T, st *backends.Store) {
 	}
 	mustCompleteParts(t, st, id, seq(10, 30)...)
 	mustGiveUp(t, st, id, 30)
-	mustComplete(t, st, id, 5) // a duplicate
+	mustComplete(t, st, id, 5)  // a duplicate
+	mustComplete(t, st, id, 30) // a given-up part completed: it had ended
 	s := mustStatus(t, st, id)
 	if s.RecentEnded != 31 {
-		t.Errorf("RecentEnded = %d, want 31 (10 completions, a batch of 20, a give-up)", s.RecentEnded)
+		t.Errorf("RecentEnded = %d, want 31 (10 completions, a batch of 20, a give-up; a duplicate and a conversion end nothing)", s.RecentEnded)
 	}
 	if s.RecentWindow <= 0 || s.RecentWindow > backends.RecentMinutes*time.Minute+clockSlack {
 		t.Errorf("RecentWindow = %v, want more than 0 and at most %d minutes", s.RecentWindow, backends.RecentMinutes)

@@ -192,6 +192,7 @@ func (s *Store) complete(op, id string, parts []int64) (c backends.Completion, e
 			}
 		}
 		wasDone := j.Remaining == 0
+		var ended int64
 		for _, p := range parts {
 			if j.done[p] {
 				continue
@@ -204,8 +205,10 @@ func (s *Store) complete(op, id string, parts []int64) (c backends.Completion, e
 				continue
 			}
 			j.Remaining--
+			ended++
 		}
-		j.end(int64(c.Completed))
+		// A conversion (a given-up part completed) ends no part.
+		j.end(ended)
 		c.Duplicate = c.Completed == 0
 		c.Done = j.Remaining == 0
 		c.Finisher = c.Done && !wasDone

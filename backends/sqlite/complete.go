@@ -128,11 +128,17 @@ func (s *Store) complete(ctx context.Context, jobID string, parts []int64) (back
 		if err != nil {
 			return err
 		}
-		r.add(unixMinute(now), completed)
+		// A conversion (a given-up part completed) ends no part: it moves
+		// neither the last end nor the rate.
+		r.add(unixMinute(now), ended)
+		lastEnded := int64(0)
+		if ended > 0 {
+			lastEnded = now.UnixMilli()
+		}
 		wasDone := remaining == 0
 		remaining -= ended
 		givenUp -= converted
-		if _, err := tx.StmtContext(ctx, s.putJob).ExecContext(ctx, remaining, givenUp, now.UnixMilli(), r.encode(), jobID); err != nil {
+		if _, err := tx.StmtContext(ctx, s.putJob).ExecContext(ctx, remaining, givenUp, lastEnded, r.encode(), jobID); err != nil {
 			return err
 		}
 		c = backends.Completion{Finisher: remaining == 0 && !wasDone, Done: remaining == 0, ReduceSent: reduceSent, Completed: int(completed)}

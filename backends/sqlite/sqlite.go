@@ -230,7 +230,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&s.selShard, `SELECT bits FROM shards WHERE job_id = ? AND shard = ?`},
 		{&s.putShard, `INSERT INTO shards (job_id, shard, bits) VALUES (?, ?, ?)
 			ON CONFLICT (job_id, shard) DO UPDATE SET bits = excluded.bits`},
-		{&s.putJob, `UPDATE jobs SET remaining = ?, given_up = ?, last_ended = ?, recent = ? WHERE id = ?`},
+		{&s.putJob, `UPDATE jobs SET remaining = ?, given_up = ?, last_ended = max(last_ended, ?), recent = ? WHERE id = ?`},
 		{&s.delGivenUp, `DELETE FROM given_up WHERE job_id = ? AND part = ?`},
 		{&s.delGivenUpIn, `DELETE FROM given_up WHERE job_id = ? AND part IN (SELECT value FROM json_each(?))`},
 	} {
@@ -271,7 +271,10 @@ func retry(ctx context.Context, fn func() error) error {
 			return err
 		}
 	}
-	return fmt.Errorf("database stayed locked by another process through %d attempts: %w", maxAttempts, err)
+	// Nothing was recorded, and the same call may go through once the
+	// other writers are done: for wp run, a completion refused this way is
+	// tried again as a throttled one is.
+	return fmt.Errorf("database stayed locked by another process through %d attempts: %w: %w", maxAttempts, backends.ErrThrottled, err)
 }
 
 // write runs fn in one BEGIN IMMEDIATE transaction and commits it, retrying
