@@ -37,6 +37,7 @@ type guInfo struct {
 	ReceiveCount int    `json:"r"`
 	At           int64  `json:"t"` // Unix milliseconds
 	Stderr       string `json:"e,omitempty"`
+	Reason       string `json:"w,omitempty"` // why, when not for the exit
 }
 
 // giveUpScript: KEYS job, done, gu, gub; ARGV part, details (JSON), touch
@@ -48,8 +49,9 @@ type guInfo struct {
 // completion, the details and the gub bit are recorded, remaining and
 // given_up move, and when given_up passes tol_limit the job fails with the
 // reason CreateJob stored (the count is then always tol_limit+1). Jobs
-// written by an older wp have no tolerance fields: a limit of 0.
-var giveUpScript = goredis.NewScript(`
+// written by an older wp have no tolerance fields: a limit of 0. The part
+// has ended: ended() records when (endedLua).
+var giveUpScript = goredis.NewScript(endedLua + `
 local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'tol_limit', 'tol_reason')
 if not h[1] then return {-1} end
 if h[2] == '1' then
@@ -70,6 +72,7 @@ redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('SETBIT', KEYS[4], p, 1)
 local rem = redis.call('HINCRBY', KEYS[1], 'remaining', -1)
 local gu = redis.call('HINCRBY', KEYS[1], 'given_up', 1)
+ended(1)
 local failed = 0
 if gu > tonumber(h[5] or '0') then
   local reason = h[6]
@@ -136,9 +139,10 @@ func scriptErr(r []int64) error {
 }
 
 // GiveUp implements backends.Driver with giveUpScript.
-func (s *Store) GiveUp(ctx context.Context, jobID string, part int64, info backends.GiveUpInfo) (backends.Completion, error) {
+func (s *Store) GiveUp(ctx context.Context, jobID string, part int64, info backends.GiveUpInfo) (_ backends.Completion, err error) {
+	defer wrapBusy(&err)
 	details, err := json.Marshal(guInfo{ExitCode: info.ExitCode, Signal: info.Signal, ReceiveCount: info.ReceiveCount,
-		At: info.At.UnixMilli(), Stderr: info.Stderr})
+		At: info.At.UnixMilli(), Stderr: info.Stderr, Reason: info.Reason})
 	if err != nil {
 		return backends.Completion{}, err
 	}
@@ -166,7 +170,8 @@ func (s *Store) GiveUp(ctx context.Context, jobID string, part int64, info backe
 // finds givenUpBatch at a time (HMGET gu), so memory does not grow with
 // the job. A part converted or retried while GivenUp runs may or may not
 // be listed.
-func (s *Store) GivenUp(ctx context.Context, jobID string, fn func(backends.GivenUpPart) error) error {
+func (s *Store) GivenUp(ctx context.Context, jobID string, fn func(backends.GivenUpPart) error) (err error) {
+	defer wrapBusy(&err)
 	total, err := s.total(ctx, jobID)
 	if err != nil {
 		return err
@@ -194,7 +199,7 @@ func (s *Store) GivenUp(ctx context.Context, jobID string, fn func(backends.Give
 				return fmt.Errorf("%s field %s is not what wp writes: %w", guKey(jobID), fields[i], err)
 			}
 			if err := fn(backends.GivenUpPart{Part: batch[i], GiveUpInfo: backends.GiveUpInfo{
-				ExitCode: g.ExitCode, Signal: g.Signal, ReceiveCount: g.ReceiveCount, At: time.UnixMilli(g.At), Stderr: g.Stderr,
+				ExitCode: g.ExitCode, Signal: g.Signal, ReceiveCount: g.ReceiveCount, At: time.UnixMilli(g.At), Stderr: g.Stderr, Reason: g.Reason,
 			}}); err != nil {
 				return err
 			}
@@ -249,7 +254,8 @@ func (s *Store) total(ctx context.Context, jobID string) (int64, error) {
 
 // Retry implements backends.Driver with retryScript: one script whatever
 // the number of parts (a million parts take Redis about a second).
-func (s *Store) Retry(ctx context.Context, jobID string, parts []int64) ([]int64, error) {
+func (s *Store) Retry(ctx context.Context, jobID string, parts []int64) (_ []int64, err error) {
+	defer wrapBusy(&err)
 	var b strings.Builder
 	for _, p := range parts {
 		if p < 0 || p >= maxParts {

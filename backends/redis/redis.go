@@ -130,54 +130,76 @@ const (
 
 // createScript: KEYS job, done, gu, gub; ARGV total, metadata, tolerance,
 // tolerance limit, tolerance reason, reduce on failure ("1" or "0"),
-// digest. Returns 1, or 0 when the job exists. Keys left by a job of the
-// same id that was deleted half way are removed first.
+// digest, batch, batch bytes. Returns 1, or 0 when the job exists. Keys
+// left by a job of the same id that was deleted half way are removed
+// first. recent_since is the creation time: parts are counted from then
+// (endedLua).
 var createScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 local t = redis.call('TIME')
 local ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-redis.call('HSET', KEYS[1], 'total', ARGV[1], 'remaining', ARGV[1], 'meta', ARGV[2], 'created', ms,
-  'tolerance', ARGV[3], 'tol_limit', ARGV[4], 'tol_reason', ARGV[5], 'reduce_on_failure', ARGV[6], 'digest', ARGV[7])
+redis.call('HSET', KEYS[1], 'total', ARGV[1], 'remaining', ARGV[1], 'meta', ARGV[2], 'created', ms, 'recent_since', ms,
+  'tolerance', ARGV[3], 'tol_limit', ARGV[4], 'tol_reason', ARGV[5], 'reduce_on_failure', ARGV[6], 'digest', ARGV[7],
+  'batch', ARGV[8], 'batch_bytes', ARGV[9])
 return 1
 `)
 
-// completeScript: KEYS job, done, gu, gub; ARGV part, touch. Returns
-// {code} on error, else {0, finisher, done, duplicate, reduce_sent}. With
-// touch "1" (min_replicas) a duplicate, or a part of a failed job, writes a
-// field again with its own value, so that WAIT covers what the reply
-// reports (wait.go). A part whose
-// bit is set has ended; only when the job has given-up parts (given_up >
-// 0) is the gu hash consulted, so the common duplicate costs what it did:
-// a given-up part is then converted (gu entry and gub bit removed,
-// given_up decremented), neither duplicate nor finisher.
-var completeScript = goredis.NewScript(`
+// completeScript: KEYS job, done, gu, gub; ARGV touch, then the parts
+// (one for Complete, a batch for CompleteParts). Returns {code} on error,
+// else {0, finisher, done, duplicate, reduce_sent, completed}. Every part
+// is checked first (a part out of range records nothing); then each
+// part's bit is set, and a part whose bit was clear was pending. A part
+// whose bit was set has ended; only when the job has given-up parts
+// (given_up > 0) is the gu hash consulted, so the common duplicate costs
+// what it did: a given-up part is then converted (gu entry and gub bit
+// removed, given_up decremented), neither duplicate nor finisher.
+// remaining and given_up move once for the batch. The call that takes
+// remaining to 0 is the finisher; when it ended parts, ended() (endedLua)
+// records when and counts them. With touch "1" (min_replicas) a call that
+// writes nothing (a duplicate, a part of a failed job) writes a field again
+// with its own value, so that WAIT covers what the reply reports (wait.go).
+var completeScript = goredis.NewScript(endedLua + `
 local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'given_up')
 if not h[1] then return {-1} end
 if h[2] == '1' then
-  if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'failed', '1') end
+  if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'failed', '1') end
   return {-2}
 end
-local p = tonumber(ARGV[1])
-if p < 0 or p >= tonumber(h[1]) then return {-3} end
+local total = tonumber(h[1])
+local n = #ARGV
+for i = 2, n do
+  local p = tonumber(ARGV[i])
+  if not p or p < 0 or p >= total then return {-3} end
+end
 local rs = 0
 if h[3] == '1' then rs = 1 end
-local old = redis.call('SETBIT', KEYS[2], p, 1)
+local gu = tonumber(h[5] or '0')
+local new, conv = 0, 0
+for i = 2, n do
+  local p = tonumber(ARGV[i])
+  if redis.call('SETBIT', KEYS[2], p, 1) == 0 then
+    new = new + 1
+  elseif gu > 0 and redis.call('HDEL', KEYS[3], ARGV[i]) == 1 then
+    redis.call('SETBIT', KEYS[4], p, 0)
+    conv = conv + 1
+  end
+end
 local rem = tonumber(h[4])
-local done = 0
-if rem == 0 then done = 1 end
-if old == 0 then
-  rem = redis.call('HINCRBY', KEYS[1], 'remaining', -1)
-  if rem == 0 then return {0, 1, 1, 0, rs} end
-  return {0, 0, 0, 0, rs}
+if new > 0 then rem = redis.call('HINCRBY', KEYS[1], 'remaining', -new) end
+if conv > 0 then redis.call('HINCRBY', KEYS[1], 'given_up', -conv) end
+if new + conv > 0 then
+  ended(new + conv)
+elseif ARGV[1] == '1' then
+  redis.call('HSET', KEYS[1], 'remaining', h[4])
 end
-if tonumber(h[5] or '0') > 0 and redis.call('HDEL', KEYS[3], ARGV[1]) == 1 then
-  redis.call('SETBIT', KEYS[4], p, 0)
-  redis.call('HINCRBY', KEYS[1], 'given_up', -1)
-  return {0, 0, done, 0, rs}
+local done, fin, dup = 0, 0, 0
+if rem == 0 then
+  done = 1
+  if new > 0 then fin = 1 end
 end
-if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'remaining', h[4]) end
-return {0, 0, done, 1, rs}
+if new + conv == 0 then dup = 1 end
+return {0, fin, done, dup, rs, new + conv}
 `)
 
 // failScript: KEYS job; ARGV reason. Returns -1, or 1. A job that has
@@ -250,7 +272,8 @@ return 1
 `)
 
 // CreateJob implements backends.Store.
-func (s *Store) CreateJob(ctx context.Context, job backends.Job) error {
+func (s *Store) CreateJob(ctx context.Context, job backends.Job) (err error) {
+	defer wrapBusy(&err)
 	if job.Total < 1 || job.Total > maxParts {
 		return fmt.Errorf("total %d parts is out of range: a Redis job has 1 to %d parts", job.Total, int64(maxParts))
 	}
@@ -267,7 +290,7 @@ func (s *Store) CreateJob(ctx context.Context, job backends.Job) error {
 		rof = "1"
 	}
 	n, err := s.runWrite(ctx, createScript, jobKeys(job.ID), job.Total, []byte(job.Metadata),
-		job.Tolerance.String(), limit, reason, rof, job.Digest).Int64()
+		job.Tolerance.String(), limit, reason, rof, job.Digest, job.Batch, job.BatchBytes).Int64()
 	if err != nil {
 		return err
 	}
@@ -279,25 +302,33 @@ func (s *Store) CreateJob(ctx context.Context, job backends.Job) error {
 
 // Complete implements backends.Store.
 func (s *Store) Complete(ctx context.Context, jobID string, part int64) (backends.Completion, error) {
-	r, err := s.batch.complete(ctx, jobKeys(jobID), part)
+	return s.complete(ctx, jobID, []any{part})
+}
+
+// CompleteParts implements backends.Driver: one script for the whole batch
+// (the job's keys share a slot), pipelined with concurrent calls as
+// Complete is (batch.go).
+func (s *Store) CompleteParts(ctx context.Context, jobID string, parts []int64) (backends.Completion, error) {
+	args := make([]any, len(parts))
+	for i, p := range parts {
+		args[i] = p
+	}
+	return s.complete(ctx, jobID, args)
+}
+
+// ShardSize implements backends.Driver: a job is one bitmap.
+func (s *Store) ShardSize() int64 { return 0 }
+
+func (s *Store) complete(ctx context.Context, jobID string, parts []any) (c backends.Completion, err error) {
+	defer wrapBusy(&err)
+	r, err := s.batch.complete(ctx, jobKeys(jobID), parts)
 	if err != nil {
 		return backends.Completion{}, err
 	}
-	if len(r) == 0 {
-		return backends.Completion{}, errors.New("empty reply from redis")
+	if err := scriptErr(r); err != nil {
+		return backends.Completion{}, err
 	}
-	switch r[0] {
-	case 0:
-	case codeNotFound:
-		return backends.Completion{}, backends.ErrNotFound
-	case codeFailed:
-		return backends.Completion{}, backends.ErrJobFailed
-	case codePartRange:
-		return backends.Completion{}, backends.ErrPartRange
-	default:
-		return backends.Completion{}, fmt.Errorf("unexpected reply %v from redis", r)
-	}
-	if len(r) != 5 {
+	if len(r) != 6 {
 		return backends.Completion{}, fmt.Errorf("unexpected reply %v from redis", r)
 	}
 	return backends.Completion{
@@ -305,11 +336,13 @@ func (s *Store) Complete(ctx context.Context, jobID string, part int64) (backend
 		Done:       r[2] == 1,
 		Duplicate:  r[3] == 1,
 		ReduceSent: r[4] == 1,
+		Completed:  int(r[5]),
 	}, nil
 }
 
 // Fail implements backends.Store.
-func (s *Store) Fail(ctx context.Context, jobID, reason string) error {
+func (s *Store) Fail(ctx context.Context, jobID, reason string) (err error) {
+	defer wrapBusy(&err)
 	return s.runSimple(ctx, failScript, []string{jobKey(jobID)}, reason)
 }
 
@@ -325,23 +358,51 @@ func (s *Store) runSimple(ctx context.Context, sc *goredis.Script, keys []string
 	return nil
 }
 
-// Status implements backends.Store.
-func (s *Store) Status(ctx context.Context, jobID string) (backends.Status, error) {
-	h, err := s.c.HGetAll(ctx, jobKey(jobID)).Result()
+// Status implements backends.Store: HGETALL and TIME in one pipeline to
+// the job's master (one round trip), so that the recent count is read by
+// the clock that wrote it.
+func (s *Store) Status(ctx context.Context, jobID string) (st backends.Status, err error) {
+	defer wrapBusy(&err)
+	h, now, err := s.hashAndTime(ctx, jobKey(jobID))
 	if err != nil {
 		return backends.Status{}, err
 	}
 	if len(h) == 0 {
 		return backends.Status{}, backends.ErrNotFound
 	}
-	st, err := statusFromHash(jobID, h)
-	if err != nil {
-		return backends.Status{}, err
-	}
-	return st, nil
+	return statusFromHash(jobID, h, now)
 }
 
-func statusFromHash(id string, h map[string]string) (backends.Status, error) {
+// hashAndTime reads the hash key and the server's clock from the key's
+// master in one pipeline. When the cluster says the slot has moved, it
+// reads them through the cluster client instead (the time from any node).
+func (s *Store) hashAndTime(ctx context.Context, key string) (map[string]string, time.Time, error) {
+	node, err := s.master(ctx, key)
+	if err == nil {
+		pipe := node.Pipeline()
+		h := pipe.HGetAll(ctx, key)
+		t := pipe.Time(ctx)
+		if _, err = pipe.Exec(ctx); err == nil {
+			return h.Val(), t.Val(), nil
+		}
+	}
+	if s.cluster == nil || !isRedirect(err) {
+		return nil, time.Time{}, err
+	}
+	h, err := s.c.HGetAll(ctx, key).Result()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	t, err := s.c.Time(ctx).Result()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return h, t, nil
+}
+
+// statusFromHash reads a job hash. now is the server's clock, for the
+// recent count; the zero time leaves it out (progress).
+func statusFromHash(id string, h map[string]string, now time.Time) (backends.Status, error) {
 	total, err := strconv.ParseInt(h["total"], 10, 64)
 	if err != nil {
 		return backends.Status{}, fmt.Errorf("job hash %s has a bad total %q", jobKey(id), h["total"])
@@ -368,6 +429,17 @@ func statusFromHash(id string, h map[string]string) (backends.Status, error) {
 			return backends.Status{}, fmt.Errorf("job hash %s has a bad given_up %q", jobKey(id), g)
 		}
 	}
+	// Batches; absent from jobs written by an older wp.
+	for _, f := range []struct {
+		name string
+		n    *int
+	}{{"batch", &st.Batch}, {"batch_bytes", &st.BatchBytes}} {
+		if v := h[f.name]; v != "" {
+			if *f.n, err = strconv.Atoi(v); err != nil {
+				return backends.Status{}, fmt.Errorf("job hash %s has a bad %s %q", jobKey(id), f.name, v)
+			}
+		}
+	}
 	if st.Tolerance, err = backends.ParseTolerance(h["tolerance"]); err != nil {
 		return backends.Status{}, fmt.Errorf("job hash %s has a bad tolerance: %w", jobKey(id), err)
 	}
@@ -377,12 +449,16 @@ func statusFromHash(id string, h map[string]string) (backends.Status, error) {
 	if ms, err := strconv.ParseInt(h["created"], 10, 64); err == nil && ms > 0 {
 		st.CreatedAt = time.UnixMilli(ms)
 	}
+	if err := progress(&st, h, now); err != nil {
+		return backends.Status{}, err
+	}
 	return st, nil
 }
 
 // Pending implements backends.Store. It reads the done bitmap 64 KiB at a
 // time; a part completed while Pending runs may or may not be reported.
-func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) error) error {
+func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) error) (err error) {
+	defer wrapBusy(&err)
 	ts, err := s.c.HGet(ctx, jobKey(jobID), "total").Result()
 	if errors.Is(err, goredis.Nil) {
 		return backends.ErrNotFound
@@ -427,7 +503,8 @@ func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) e
 
 // List implements backends.Store. On a cluster it scans every master in
 // turn (a SCAN sees only its own node's keys).
-func (s *Store) List(ctx context.Context, _ backends.ListOptions, fn func(backends.Status) error) error {
+func (s *Store) List(ctx context.Context, _ backends.ListOptions, fn func(backends.Status) error) (err error) {
+	defer wrapBusy(&err)
 	nodes := []goredis.Cmdable{s.c}
 	if s.cluster != nil {
 		var mu sync.Mutex
@@ -488,7 +565,7 @@ func (s *Store) listNode(ctx context.Context, node goredis.Cmdable, seen map[str
 				if len(h) == 0 {
 					continue // deleted since SCAN saw it
 				}
-				st, err := statusFromHash(id, h)
+				st, err := statusFromHash(id, h, time.Time{})
 				if err != nil {
 					return err
 				}
@@ -505,7 +582,8 @@ func (s *Store) listNode(ctx context.Context, node goredis.Cmdable, seen map[str
 }
 
 // ClaimReduce implements backends.Store.
-func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (string, bool, error) {
+func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (_ string, _ bool, err error) {
+	defer wrapBusy(&err)
 	ms := max(lease.Milliseconds(), 1)
 	tok := uuid.NewString()
 	n, err := s.runWrite(ctx, claimScript, []string{jobKey(jobID)}, tok, ms, s.touch()).Int64()
@@ -529,22 +607,26 @@ func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Durati
 }
 
 // ReleaseReduce implements backends.Store.
-func (s *Store) ReleaseReduce(ctx context.Context, jobID, token string) error {
+func (s *Store) ReleaseReduce(ctx context.Context, jobID, token string) (err error) {
+	defer wrapBusy(&err)
 	return s.runSimple(ctx, releaseScript, []string{jobKey(jobID)}, token)
 }
 
 // MarkReduceSent implements backends.Store.
-func (s *Store) MarkReduceSent(ctx context.Context, jobID string) error {
+func (s *Store) MarkReduceSent(ctx context.Context, jobID string) (err error) {
+	defer wrapBusy(&err)
 	return s.runSimple(ctx, sentScript, []string{jobKey(jobID)})
 }
 
 // MarkReduced implements backends.Store.
-func (s *Store) MarkReduced(ctx context.Context, jobID string) error {
+func (s *Store) MarkReduced(ctx context.Context, jobID string) (err error) {
+	defer wrapBusy(&err)
 	return s.runSimple(ctx, reducedScript, []string{jobKey(jobID)})
 }
 
 // Delete implements backends.Store.
-func (s *Store) Delete(ctx context.Context, jobID string) error {
+func (s *Store) Delete(ctx context.Context, jobID string) (err error) {
+	defer wrapBusy(&err)
 	return s.runSimple(ctx, deleteScript, jobKeys(jobID))
 }
 
