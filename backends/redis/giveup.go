@@ -50,9 +50,10 @@ type guInfo struct {
 // given_up move, and when given_up passes tol_limit the job fails with the
 // reason CreateJob stored (the count is then always tol_limit+1). Jobs
 // written by an older wp have no tolerance fields: a limit of 0. The part
-// has ended: ended() records when (endedLua).
+// has ended: ended() records when (endedLua); the gu hash and gub bitmap,
+// which this script may have just created, get the job's expiry.
 var giveUpScript = goredis.NewScript(endedLua + `
-local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'tol_limit', 'tol_reason')
+local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'tol_limit', 'tol_reason', 'expires')
 if not h[1] then return {-1} end
 if h[2] == '1' then
   if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'failed', '1') end
@@ -70,9 +71,13 @@ if redis.call('SETBIT', KEYS[2], p, 1) == 1 then
 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('SETBIT', KEYS[4], p, 1)
+if h[7] then
+  redis.call('EXPIREAT', KEYS[3], h[7])
+  redis.call('EXPIREAT', KEYS[4], h[7])
+end
 local rem = redis.call('HINCRBY', KEYS[1], 'remaining', -1)
 local gu = redis.call('HINCRBY', KEYS[1], 'given_up', 1)
-ended(1)
+ended(1, h[7])
 local failed = 0
 if gu > tonumber(h[5] or '0') then
   local reason = h[6]

@@ -22,10 +22,13 @@ import (
 // minutes (HKEYS of the job hash: a few dozen fields), so the hash holds
 // at most RecentMinutes of them; sets recent_since with HSETNX (a job
 // written by an older wp starts counting here; CreateJob sets it to the
-// creation time). A clock that went back leaves r: fields in the future;
-// they are dropped as well.
+// creation time); and gives the done bitmap (KEYS[2]) the job's expiry
+// exp (unix seconds, or false): the first ending of a job is always the
+// first of its minute, and it is the one that creates the bitmap, so the
+// bitmap never outlives the job. A clock that went back leaves r: fields
+// in the future; they are dropped as well.
 var endedLua = `
-local function ended(n)
+local function ended(n, exp)
   local t = redis.call('TIME')
   local sec = tonumber(t[1])
   local ms = string.format('%d', sec * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -39,6 +42,7 @@ local function ended(n)
     end
   end
   redis.call('HSETNX', KEYS[1], 'recent_since', ms)
+  if exp and exp ~= '' then redis.call('EXPIREAT', KEYS[2], exp) end
 end
 `
 

@@ -130,10 +130,12 @@ const (
 
 // createScript: KEYS job, done, gu, gub; ARGV total, metadata, tolerance,
 // tolerance limit, tolerance reason, reduce on failure ("1" or "0"),
-// digest, batch, batch bytes. Returns 1, or 0 when the job exists. Keys
-// left by a job of the same id that was deleted half way are removed
-// first. recent_since is the creation time: parts are counted from then
-// (endedLua).
+// digest, batch, batch bytes, expire after (ms, 0 for never). Returns 1,
+// or 0 when the job exists. Keys left by a job of the same id that was
+// deleted half way, or expired, are removed first. recent_since is the
+// creation time: parts are counted from then (endedLua). A job that
+// expires keeps its expiry time (expires, unix seconds) for the scripts
+// that create its other keys later.
 var createScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
@@ -142,6 +144,12 @@ local ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2])
 redis.call('HSET', KEYS[1], 'total', ARGV[1], 'remaining', ARGV[1], 'meta', ARGV[2], 'created', ms, 'recent_since', ms,
   'tolerance', ARGV[3], 'tol_limit', ARGV[4], 'tol_reason', ARGV[5], 'reduce_on_failure', ARGV[6], 'digest', ARGV[7],
   'batch', ARGV[8], 'batch_bytes', ARGV[9])
+local after = tonumber(ARGV[10])
+if after > 0 then
+  local exp = string.format('%d', math.floor((tonumber(ms) + after + 999) / 1000))
+  redis.call('HSET', KEYS[1], 'expires', exp)
+  redis.call('EXPIREAT', KEYS[1], exp)
+end
 return 1
 `)
 
@@ -160,7 +168,7 @@ return 1
 // writes nothing (a duplicate, a part of a failed job) writes a field again
 // with its own value, so that WAIT covers what the reply reports (wait.go).
 var completeScript = goredis.NewScript(endedLua + `
-local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'given_up')
+local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'given_up', 'expires')
 if not h[1] then return {-1} end
 if h[2] == '1' then
   if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'failed', '1') end
@@ -189,7 +197,7 @@ local rem = tonumber(h[4])
 if new > 0 then rem = redis.call('HINCRBY', KEYS[1], 'remaining', -new) end
 if conv > 0 then redis.call('HINCRBY', KEYS[1], 'given_up', -conv) end
 if new + conv > 0 then
-  ended(new + conv)
+  ended(new + conv, h[6])
 elseif ARGV[1] == '1' then
   redis.call('HSET', KEYS[1], 'remaining', h[4])
 end
@@ -289,8 +297,12 @@ func (s *Store) CreateJob(ctx context.Context, job backends.Job) (err error) {
 	if job.ReduceOnFailure {
 		rof = "1"
 	}
+	expireAfter := int64(0)
+	if job.ExpireAfter > 0 {
+		expireAfter = max(job.ExpireAfter.Milliseconds(), 1)
+	}
 	n, err := s.runWrite(ctx, createScript, jobKeys(job.ID), job.Total, []byte(job.Metadata),
-		job.Tolerance.String(), limit, reason, rof, job.Digest, job.Batch, job.BatchBytes).Int64()
+		job.Tolerance.String(), limit, reason, rof, job.Digest, job.Batch, job.BatchBytes, expireAfter).Int64()
 	if err != nil {
 		return err
 	}
@@ -429,7 +441,7 @@ func statusFromHash(id string, h map[string]string, now time.Time) (backends.Sta
 			return backends.Status{}, fmt.Errorf("job hash %s has a bad given_up %q", jobKey(id), g)
 		}
 	}
-	// Batches; absent from jobs written by an older wp.
+	// Batches and expiry; absent from jobs written by an older wp.
 	for _, f := range []struct {
 		name string
 		n    *int
@@ -439,6 +451,13 @@ func statusFromHash(id string, h map[string]string, now time.Time) (backends.Sta
 				return backends.Status{}, fmt.Errorf("job hash %s has a bad %s %q", jobKey(id), f.name, v)
 			}
 		}
+	}
+	if v := h["expires"]; v != "" {
+		sec, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return backends.Status{}, fmt.Errorf("job hash %s has a bad expires %q", jobKey(id), v)
+		}
+		st.ExpiresAt = time.Unix(sec, 0)
 	}
 	if st.Tolerance, err = backends.ParseTolerance(h["tolerance"]); err != nil {
 		return backends.Status{}, fmt.Errorf("job hash %s has a bad tolerance: %w", jobKey(id), err)
