@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -111,6 +110,14 @@ func jobKeys(id string) []string {
 // listPattern matches every job hash (see jobKey).
 const listPattern = "wp:{*}:job"
 
+// indexKey is the sorted set of every job (list.go): member the job id,
+// score its creation time (unix ms).
+const indexKey = "wp:jobs"
+
+// indexedKey, once set, says that the jobs an older wp wrote (with no
+// index entry) have been added to indexKey (list.go).
+const indexedKey = "wp:jobs:indexed"
+
 // idFromJobKey is jobKey's inverse.
 func idFromJobKey(k string) (string, bool) {
 	const pre, suf = "wp:{", "}:job"
@@ -128,29 +135,34 @@ const (
 	codePartRange = -3
 )
 
-// createScript: KEYS job, done, gu, gub; ARGV total, metadata, tolerance,
-// tolerance limit, tolerance reason, reduce on failure ("1" or "0"),
-// digest, batch, batch bytes, expire after (ms, 0 for never). Returns 1,
-// or 0 when the job exists. Keys left by a job of the same id that was
-// deleted half way, or expired, are removed first. recent_since is the
-// creation time: parts are counted from then (endedLua). A job that
-// expires keeps its expiry time (expires, unix seconds) for the scripts
-// that create its other keys later.
+// createScript: KEYS job, done, gu, gub, and on a standalone server the
+// index (indexKey); ARGV total, metadata, tolerance, tolerance limit,
+// tolerance reason, reduce on failure ("1" or "0"), digest, created (unix
+// ms, or "" for the server's TIME), expire after (ms, 0 for never), batch,
+// batch bytes, job id. Returns {1, created}, or {0, the existing job's
+// created} when the job exists. Keys left by a job of the same id that was
+// deleted half way, or expired, are removed first. With the index among
+// its keys (standalone), the index entry is written in the same atomic
+// script; on a cluster CreateJob has written it before (list.go).
 var createScript = goredis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, tonumber(redis.call('HGET', KEYS[1], 'created') or '0') or 0} end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-local t = redis.call('TIME')
-local ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local ms = ARGV[8]
+if ms == '' then
+  local t = redis.call('TIME')
+  ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+end
 redis.call('HSET', KEYS[1], 'total', ARGV[1], 'remaining', ARGV[1], 'meta', ARGV[2], 'created', ms, 'recent_since', ms,
   'tolerance', ARGV[3], 'tol_limit', ARGV[4], 'tol_reason', ARGV[5], 'reduce_on_failure', ARGV[6], 'digest', ARGV[7],
-  'batch', ARGV[8], 'batch_bytes', ARGV[9])
-local after = tonumber(ARGV[10])
+  'batch', ARGV[10], 'batch_bytes', ARGV[11])
+local after = tonumber(ARGV[9])
 if after > 0 then
   local exp = string.format('%d', math.floor((tonumber(ms) + after + 999) / 1000))
   redis.call('HSET', KEYS[1], 'expires', exp)
   redis.call('EXPIREAT', KEYS[1], exp)
 end
-return 1
+if KEYS[5] then redis.call('ZADD', KEYS[5], ms, ARGV[12]) end
+return {1, tonumber(ms)}
 `)
 
 // completeScript: KEYS job, done, gu, gub; ARGV touch, then the parts
@@ -272,14 +284,21 @@ redis.call('HSET', KEYS[1], 'reduced', '1')
 return 1
 `)
 
-// deleteScript: KEYS job, done, gu, gub. Returns -1, or 1.
+// deleteScript: KEYS job, done, gu, gub, and on a standalone server the
+// index; ARGV job id. Returns -1, or the deleted job's created (unix ms, 0
+// if unknown). With the index among its keys the entry goes in the same
+// script; on a cluster Delete removes it after (list.go).
 var deleteScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local c = tonumber(redis.call('HGET', KEYS[1], 'created') or '0') or 0
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-return 1
+if KEYS[5] then redis.call('ZREM', KEYS[5], ARGV[1]) end
+return c
 `)
 
-// CreateJob implements backends.Store.
+// CreateJob implements backends.Store. On a standalone server it is one
+// script (the job and its index entry together); on a cluster the index
+// entry is written first, by the index's master (list.go).
 func (s *Store) CreateJob(ctx context.Context, job backends.Job) (err error) {
 	defer wrapBusy(&err)
 	if job.Total < 1 || job.Total > maxParts {
@@ -297,16 +316,38 @@ func (s *Store) CreateJob(ctx context.Context, job backends.Job) (err error) {
 	if job.ReduceOnFailure {
 		rof = "1"
 	}
+	keys := jobKeys(job.ID)
+	created := ""
+	if s.cluster == nil {
+		keys = append(keys, indexKey)
+	} else {
+		ms, err := s.indexAdd(ctx, job.ID)
+		if err != nil {
+			return err
+		}
+		created = strconv.FormatInt(ms, 10)
+	}
 	expireAfter := int64(0)
 	if job.ExpireAfter > 0 {
 		expireAfter = max(job.ExpireAfter.Milliseconds(), 1)
 	}
-	n, err := s.runWrite(ctx, createScript, jobKeys(job.ID), job.Total, []byte(job.Metadata),
-		job.Tolerance.String(), limit, reason, rof, job.Digest, job.Batch, job.BatchBytes, expireAfter).Int64()
+	r, err := s.runWrite(ctx, createScript, keys, job.Total, []byte(job.Metadata),
+		job.Tolerance.String(), limit, reason, rof, job.Digest, created, expireAfter,
+		job.Batch, job.BatchBytes, job.ID).Int64Slice()
 	if err != nil {
 		return err
 	}
-	if n == 0 {
+	if len(r) != 2 {
+		return fmt.Errorf("unexpected reply %v from redis", r)
+	}
+	if r[0] == 0 {
+		if created != "" {
+			// The index entry just written is the existing job's
+			// again.
+			if err := s.indexRestore(ctx, job.ID, created, r[1]); err != nil {
+				return fmt.Errorf("%w (and its index entry: %v)", backends.ErrExists, err)
+			}
+		}
 		return backends.ErrExists
 	}
 	return nil
@@ -520,86 +561,6 @@ func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) e
 	return nil
 }
 
-// List implements backends.Store. On a cluster it scans every master in
-// turn (a SCAN sees only its own node's keys).
-func (s *Store) List(ctx context.Context, _ backends.ListOptions, fn func(backends.Status) error) (err error) {
-	defer wrapBusy(&err)
-	nodes := []goredis.Cmdable{s.c}
-	if s.cluster != nil {
-		var mu sync.Mutex
-		nodes = nodes[:0]
-		err := s.cluster.ForEachMaster(ctx, func(_ context.Context, m *goredis.Client) error {
-			mu.Lock()
-			nodes = append(nodes, m)
-			mu.Unlock()
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	// A job is passed on once, even when SCAN returns it twice (while
-	// Redis resizes its table) or two masters hold it (a slot migrating).
-	seen := map[string]struct{}{}
-	for _, n := range nodes {
-		if err := s.listNode(ctx, n, seen, fn); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// listNode scans one node's job hashes and reads each page's jobs with one
-// pipeline of HGETALL (sent through s.c, which finds each key's node).
-func (s *Store) listNode(ctx context.Context, node goredis.Cmdable, seen map[string]struct{}, fn func(backends.Status) error) error {
-	var cursor uint64
-	for {
-		keys, next, err := node.Scan(ctx, cursor, listPattern, listPage).Result()
-		if err != nil {
-			return err
-		}
-		var ids []string
-		for _, k := range keys {
-			id, ok := idFromJobKey(k)
-			if !ok {
-				continue
-			}
-			if _, dup := seen[id]; dup {
-				continue
-			}
-			seen[id] = struct{}{}
-			ids = append(ids, id)
-		}
-		if len(ids) > 0 {
-			pipe := s.c.Pipeline()
-			cmds := make([]*goredis.MapStringStringCmd, len(ids))
-			for i, id := range ids {
-				cmds[i] = pipe.HGetAll(ctx, jobKey(id))
-			}
-			if _, err := pipe.Exec(ctx); err != nil {
-				return err
-			}
-			for i, id := range ids {
-				h := cmds[i].Val()
-				if len(h) == 0 {
-					continue // deleted since SCAN saw it
-				}
-				st, err := statusFromHash(id, h, time.Time{})
-				if err != nil {
-					return err
-				}
-				if err := fn(st); err != nil {
-					return err
-				}
-			}
-		}
-		if next == 0 {
-			return nil
-		}
-		cursor = next
-	}
-}
-
 // ClaimReduce implements backends.Store.
 func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (_ string, _ bool, err error) {
 	defer wrapBusy(&err)
@@ -643,10 +604,26 @@ func (s *Store) MarkReduced(ctx context.Context, jobID string) (err error) {
 	return s.runSimple(ctx, reducedScript, []string{jobKey(jobID)})
 }
 
-// Delete implements backends.Store.
+// Delete implements backends.Store: the job's keys, then its index entry
+// (in the same script on a standalone server; after it on a cluster, so
+// that a crash leaves at most an entry without a job, which List drops).
 func (s *Store) Delete(ctx context.Context, jobID string) (err error) {
 	defer wrapBusy(&err)
-	return s.runSimple(ctx, deleteScript, jobKeys(jobID))
+	keys := jobKeys(jobID)
+	if s.cluster == nil {
+		keys = append(keys, indexKey)
+	}
+	created, err := s.runWrite(ctx, deleteScript, keys, jobID).Int64()
+	if err != nil {
+		return err
+	}
+	if created == codeNotFound {
+		return backends.ErrNotFound
+	}
+	if s.cluster != nil {
+		return s.indexDrop(ctx, true, indexEntry{id: jobID, score: float64(created)})
+	}
+	return nil
 }
 
 // Close implements backends.Store.
