@@ -53,7 +53,7 @@ type guInfo struct {
 // has ended: ended() records when (endedLua); the gu hash and gub bitmap,
 // which this script may have just created, get the job's expiry.
 var giveUpScript = goredis.NewScript(endedLua + `
-local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'tol_limit', 'tol_reason', 'expires')
+local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'tol_limit', 'tol_reason', 'expires', 'ended')
 if not h[1] then return {-1} end
 if h[2] == '1' then
   if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'failed', '1') end
@@ -75,9 +75,9 @@ if h[7] then
   redis.call('EXPIREAT', KEYS[3], h[7])
   redis.call('EXPIREAT', KEYS[4], h[7])
 end
+redis.call('HSET', KEYS[1], 'ended', ended(tonumber(h[1]), tonumber(h[4]), h[8], h[7]))
 local rem = redis.call('HINCRBY', KEYS[1], 'remaining', -1)
 local gu = redis.call('HINCRBY', KEYS[1], 'given_up', 1)
-ended(1, h[7])
 local failed = 0
 if gu > tonumber(h[5] or '0') then
   local reason = h[6]
@@ -95,7 +95,8 @@ return {0, fin, fin, 0, rs, failed}
 // that has a gu entry loses it and its done and gub bits (pending again);
 // then remaining and given_up move by the number moved, the reduce state
 // is cleared, and a job failed by its tolerance runs again once given_up
-// is within tol_limit. All in one script, so a second Retry or a
+// is within tol_limit; ends_extra rises by the number moved, so that the
+// job's count of ends (endedLua) does not fall. All in one script, so a second Retry or a
 // Complete that converted the part first finds no gu entry and moves
 // nothing twice, and the job's counts never show half a retry.
 var retryScript = goredis.NewScript(`
@@ -116,6 +117,7 @@ end
 local n = #res - 1
 if n == 0 then return res end
 redis.call('HINCRBY', KEYS[1], 'remaining', n)
+redis.call('HINCRBY', KEYS[1], 'ends_extra', n)
 local gu = redis.call('HINCRBY', KEYS[1], 'given_up', -n)
 redis.call('HDEL', KEYS[1], 'reduce_sent', 'reduced', 'claim', 'claim_exp')
 if h[3] == '1' and gu <= tonumber(h[5] or '0') then

@@ -52,57 +52,98 @@ func TestLayout_Progress(t *testing.T) {
 		t.Fatal(err)
 	}
 	h = st.c.HGetAll(ctx, "wp:{lay-p}:job").Val()
-	var counted int64
 	for k, v := range h {
 		if km, ok := strings.CutPrefix(k, "r:"); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			counted += n
-			if mm, _ := strconv.ParseInt(km, 10, 64); mm < m || mm > m+1 {
-				t.Errorf("field %s: want the minute %d (or the next)", k, m)
+			// The job's ends before the minute's first ending: 0, unless
+			// the minute turned during the test.
+			if mm, _ := strconv.ParseInt(km, 10, 64); (mm != m || v != "0") && mm != m+1 {
+				t.Errorf("field %s = %s: want r:%d = 0 (or the next minute's)", k, v, m)
 			}
 		}
 	}
-	if counted != 4 || h["ended"] == "" {
-		t.Errorf("job hash = %v, want 4 parts counted in r: fields and ended set", h)
+	if h["ended"] == "" || h["remaining"] != "6" || h["ends_extra"] != "" {
+		t.Errorf("job hash = %v, want ended set, 6 remaining, no ends_extra", h)
+	}
+	if s, err := st.Status(ctx, "lay-p"); err != nil || s.RecentEnded != 4 {
+		t.Errorf("Status = %+v, %v; want RecentEnded 4", s, err)
 	}
 	if got := st.c.HGet(ctx, "wp:{lay-p}:gu", "3").Val(); !strings.Contains(got, `"w":"dead-lettered"`) {
 		t.Errorf("gu field 3 = %s, want the reason as w", got)
 	}
 }
 
-// TestRecent_OldMinutesDropped: the first ending of a minute drops the
-// r: fields out of the window (and any from a clock that went back),
-// so the hash never holds more than RecentMinutes of them; Status counts
-// only the window's.
+// TestRecent_OldMinutesDropped: RecentEnded is the job's ends now less
+// its ends at the earliest minute of the window that has a snapshot; the
+// first ending of a minute writes that minute's snapshot and drops the
+// r: fields out of the window (and any from a clock that went back), so
+// the hash never holds more than RecentMinutes of them. Conversions and
+// retries keep the count of ends from falling.
 func TestRecent_OldMinutesDropped(t *testing.T) {
 	st := openShared(t)
 	ctx := testCtx(t, time.Minute)
-	if err := st.CreateJob(ctx, backends.Job{ID: "rec-old", Total: 10}); err != nil {
+	if err := st.CreateJob(ctx, backends.Job{ID: "rec-old", Total: 100, Tolerance: backends.Tolerance{Parts: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CompleteParts(ctx, "rec-old", []int64{0, 1, 2, 3, 4}); err != nil {
 		t.Fatal(err)
 	}
 	m := serverMinute(t, st)
 	f := func(d int64) string { return "r:" + strconv.FormatInt(m+d, 10) }
-	// As if the job had ended parts 20 and 3 minutes ago, and (clock
-	// gone back) 30 minutes from now.
-	st.c.HSet(ctx, "wp:{rec-old}:job", f(-20), 5, f(-backends.RecentMinutes), 7, f(-3), 2, f(30), 9)
-	if s, err := st.Status(ctx, "rec-old"); err != nil || s.RecentEnded != 2+9 {
-		t.Errorf("Status = %+v, %v; want RecentEnded 11 (the minutes in the window, and later)", s, err)
+	// As if the job's earlier parts had ended over the last 20 minutes
+	// (2 of them before 3 minutes ago), its last ending the minute
+	// before, and a clock gone back had left a minute 30 minutes ahead.
+	key := jobKey("rec-old")
+	st.c.HDel(ctx, key, f(0), f(1))
+	st.c.HSet(ctx, key, f(-20), 0, f(-backends.RecentMinutes), 0, f(-3), 2, f(30), 1, "ended", (m-1)*60000+5)
+	status := func() backends.Status {
+		t.Helper()
+		s, err := st.Status(ctx, "rec-old")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
-	if _, err := st.Complete(ctx, "rec-old", 0); err != nil {
+	if s := status(); s.RecentEnded != 5-2 {
+		t.Errorf("RecentEnded = %d, want 3 (5 ends now, 2 at the window's earliest snapshot)", s.RecentEnded)
+	}
+	if _, err := st.Complete(ctx, "rec-old", 5); err != nil { // the minute's first ending
 		t.Fatal(err)
 	}
-	h := st.c.HGetAll(ctx, "wp:{rec-old}:job").Val()
+	h := st.c.HGetAll(ctx, key).Val()
 	for _, d := range []int64{-20, -backends.RecentMinutes, 30} {
 		if _, ok := h[f(d)]; ok {
 			t.Errorf("field %s (minute %+d) is still there after the minute's first ending", f(d), d)
 		}
 	}
-	if h[f(-3)] != "2" {
-		t.Errorf("field %s = %q, want 2 kept (in the window)", f(-3), h[f(-3)])
+	if h[f(-3)] != "2" || (h[f(0)] != "5" && h[f(1)] != "5") {
+		t.Errorf("job hash %v: want %s = 2 kept and this minute's snapshot 5", h, f(-3))
 	}
-	s, err := st.Status(ctx, "rec-old")
-	if err != nil || s.RecentEnded != 3 {
-		t.Errorf("Status = %+v, %v; want RecentEnded 3", s, err)
+	if s := status(); s.RecentEnded != 6-2 {
+		t.Errorf("RecentEnded = %d, want 4", s.RecentEnded)
+	}
+	// A give-up, its conversion, a retry and the retried part's end:
+	// three more ends.
+	if _, err := st.GiveUp(ctx, "rec-old", 6, backends.GiveUpInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Complete(ctx, "rec-old", 6); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GiveUp(ctx, "rec-old", 7, backends.GiveUpInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if moved, err := st.Retry(ctx, "rec-old", []int64{7}); err != nil || len(moved) != 1 {
+		t.Fatalf("Retry = %v, %v", moved, err)
+	}
+	if s := status(); s.RecentEnded != 4+3 {
+		t.Errorf("RecentEnded after a give-up, its conversion and a retried give-up = %d, want 7", s.RecentEnded)
+	}
+	if _, err := st.Complete(ctx, "rec-old", 7); err != nil {
+		t.Fatal(err)
+	}
+	s := status()
+	if s.RecentEnded != 8 {
+		t.Errorf("RecentEnded = %d, want 8", s.RecentEnded)
 	}
 	if p, err := st.Peek(ctx, "rec-old"); err != nil || p.RecentWindow != 0 || !p.LastEnded.Equal(s.LastEnded) {
 		t.Errorf("Peek = %+v, %v; want no recent window and Status's LastEnded", p, err)

@@ -173,14 +173,15 @@ return {1, tonumber(ms)}
 // whose bit was set has ended; only when the job has given-up parts
 // (given_up > 0) is the gu hash consulted, so the common duplicate costs
 // what it did: a given-up part is then converted (gu entry and gub bit
-// removed, given_up decremented), neither duplicate nor finisher.
-// remaining and given_up move once for the batch. The call that takes
-// remaining to 0 is the finisher; when it ended parts, ended() (endedLua)
-// records when and counts them. With touch "1" (min_replicas) a call that
-// writes nothing (a duplicate, a part of a failed job) writes a field again
-// with its own value, so that WAIT covers what the reply reports (wait.go).
+// removed, given_up decremented), neither duplicate nor finisher. A call
+// that ended parts writes remaining (the script is atomic: the value read
+// less the parts it completed), the time from ended() (endedLua) and
+// given_up in one HSET; the call that takes remaining to 0 is the
+// finisher. With touch "1" (min_replicas) a call that writes nothing (a
+// duplicate, a part of a failed job) writes a field again with its own
+// value, so that WAIT covers what the reply reports (wait.go).
 var completeScript = goredis.NewScript(endedLua + `
-local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'given_up', 'expires')
+local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'given_up', 'expires', 'ended')
 if not h[1] then return {-1} end
 if h[2] == '1' then
   if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'failed', '1') end
@@ -192,28 +193,31 @@ for i = 2, n do
   local p = tonumber(ARGV[i])
   if not p or p < 0 or p >= total then return {-3} end
 end
-local rs = 0
-if h[3] == '1' then rs = 1 end
 local gu = tonumber(h[5] or '0')
 local new, conv = 0, 0
 for i = 2, n do
-  local p = tonumber(ARGV[i])
-  if redis.call('SETBIT', KEYS[2], p, 1) == 0 then
+  if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then
     new = new + 1
   elseif gu > 0 and redis.call('HDEL', KEYS[3], ARGV[i]) == 1 then
-    redis.call('SETBIT', KEYS[4], p, 0)
+    redis.call('SETBIT', KEYS[4], ARGV[i], 0)
     conv = conv + 1
   end
 end
-local rem = tonumber(h[4])
-if new > 0 then rem = redis.call('HINCRBY', KEYS[1], 'remaining', -new) end
-if conv > 0 then redis.call('HINCRBY', KEYS[1], 'given_up', -conv) end
+local rem0 = tonumber(h[4])
+local rem = rem0 - new
 if new + conv > 0 then
-  ended(new + conv, h[6])
+  local ms = ended(total, rem0, h[7], h[6])
+  if conv > 0 then
+    redis.call('HSET', KEYS[1], 'remaining', rem, 'ended', ms, 'given_up', gu - conv)
+    redis.call('HINCRBY', KEYS[1], 'ends_extra', conv)
+  else
+    redis.call('HSET', KEYS[1], 'remaining', rem, 'ended', ms)
+  end
 elseif ARGV[1] == '1' then
   redis.call('HSET', KEYS[1], 'remaining', h[4])
 end
-local done, fin, dup = 0, 0, 0
+local rs, done, fin, dup = 0, 0, 0, 0
+if h[3] == '1' then rs = 1 end
 if rem == 0 then
   done = 1
   if new > 0 then fin = 1 end
