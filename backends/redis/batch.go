@@ -10,7 +10,7 @@ import (
 )
 
 // Completions from many goroutines of one process are sent to Redis in
-// pipelines: a Complete call hands its part to one of a few batcher
+// pipelines: a Complete or CompleteParts call hands its parts to one of a few batcher
 // goroutines, which send every request waiting at that moment as one
 // pipeline of EVALSHA calls (one write and one read for the lot) and hand
 // each caller its own reply. A lone call goes out at once, alone; batches
@@ -33,10 +33,15 @@ const (
 var errClosed = errors.New("redis store is closed")
 
 type completeReq struct {
-	ctx  context.Context
-	keys []string
-	part int64
-	res  chan completeRes // buffered: the batcher never blocks on it
+	ctx   context.Context
+	keys  []string
+	parts []any            // completeScript's parts: one, or a batch (CompleteParts)
+	res   chan completeRes // buffered: the batcher never blocks on it
+}
+
+// args are completeScript's ARGV for req: touch, then the parts.
+func (req *completeReq) args(touch string) []any {
+	return append([]any{touch}, req.parts...)
 }
 
 type completeRes struct {
@@ -67,11 +72,11 @@ func (b *batcher) close() {
 	b.wg.Wait()
 }
 
-// complete runs completeScript for part through a batch and returns its
+// complete runs completeScript for parts through a batch and returns its
 // reply, or an error wrapping ErrReplication when the replicas fell short
 // (wait.go).
-func (b *batcher) complete(ctx context.Context, keys []string, part int64) ([]int64, error) {
-	req := &completeReq{ctx: ctx, keys: keys, part: part, res: make(chan completeRes, 1)}
+func (b *batcher) complete(ctx context.Context, keys []string, parts []any) ([]int64, error) {
+	req := &completeReq{ctx: ctx, keys: keys, parts: parts, res: make(chan completeRes, 1)}
 	select {
 	case b.reqs <- req:
 	case <-ctx.Done():
@@ -92,7 +97,7 @@ func (b *batcher) complete(ctx context.Context, keys []string, part int64) ([]in
 
 // one completes a single request on its own (Run, or a waited write).
 func (b *batcher) one(req *completeReq) {
-	res := b.s.write(req.ctx, completeScript, req.keys, req.part, b.s.touch())
+	res := b.s.write(req.ctx, completeScript, req.keys, req.args(b.s.touch())...)
 	r, err := res.cmd.Int64Slice()
 	req.res <- completeRes{r: r, waitErr: res.waitErr, err: err}
 }
@@ -151,7 +156,7 @@ func (b *batcher) run(batch []*completeReq) {
 	pipe := b.s.c.Pipeline()
 	cmds := make([]*goredis.Cmd, len(live))
 	for i, req := range live {
-		cmds[i] = completeScript.EvalSha(ctx, pipe, req.keys, req.part, b.s.touch())
+		cmds[i] = completeScript.EvalSha(ctx, pipe, req.keys, req.args(b.s.touch())...)
 	}
 	pipe.Exec(ctx) // errors are read per command below
 	for i, req := range live {
@@ -188,7 +193,7 @@ func (b *batcher) runWaited(live []*completeReq) {
 			pipe := node.Pipeline()
 			cmds := make([]*goredis.Cmd, len(reqs))
 			for i, req := range reqs {
-				cmds[i] = completeScript.EvalSha(ctx, pipe, req.keys, req.part, "1")
+				cmds[i] = completeScript.EvalSha(ctx, pipe, req.keys, req.args("1")...)
 			}
 			w := b.s.waitIn(ctx, pipe)
 			pipe.Exec(ctx) // errors are read per command below

@@ -61,6 +61,60 @@ func BenchmarkComplete32(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "completions/s")
 }
 
+// BenchmarkCompleteParts32 measures parts completed per second when 32
+// goroutines complete batches of 16 consecutive parts (one map message
+// each), each batch one CompleteParts.
+//
+//	go test ./backends/redis -run XXX -bench CompleteParts32 -benchtime 200000x -count 5
+func BenchmarkCompleteParts32(b *testing.B) {
+	const workers, batch = 32, 16
+	st := openShared(b)
+	ctx := context.Background()
+	total := int64(b.N)
+	if err := st.CreateJob(ctx, backends.Job{ID: "bench-parts", Total: total}); err != nil {
+		b.Fatal(err)
+	}
+	var next, finishers atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	b.ResetTimer()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			parts := make([]int64, 0, batch)
+			for {
+				from := next.Add(batch) - batch
+				if from >= total {
+					return
+				}
+				parts = parts[:0]
+				for p := from; p < min(from+batch, total); p++ {
+					parts = append(parts, p)
+				}
+				c, err := st.CompleteParts(ctx, "bench-parts", parts)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if c.Finisher {
+					finishers.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	if got := finishers.Load(); got != 1 {
+		b.Fatalf("%d finishers, want 1", got)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "parts/s")
+}
+
 // BenchmarkOpen measures what a wp run process pays for its store before
 // and for its first read: Open (connect, then INFO replication and INFO
 // cluster in one pipeline; on a cluster also the slot map), one Peek, and

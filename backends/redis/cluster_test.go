@@ -383,6 +383,10 @@ func expectReplicationErrors(t *testing.T, st *Store) {
 	isRepl("Complete", err)
 	_, err = st.Complete(ctx, "few", 0)
 	isRepl("Complete (duplicate)", err)
+	_, err = st.CompleteParts(ctx, "few", []int64{0})
+	isRepl("CompleteParts (duplicate)", err)
+	isRepl("SetExpiry", st.SetExpiry(ctx, "few", time.Now().Add(time.Hour)))
+	isRepl("SetExpiry (never)", st.SetExpiry(ctx, "few", time.Time{}))
 	// Batched completions fail the same way.
 	var wg sync.WaitGroup
 	var ok atomic.Int32
@@ -421,6 +425,8 @@ func expectReplicationErrors(t *testing.T, st *Store) {
 	if p, err := st.Peek(ctx, "few-running"); err != nil || p.Remaining != 2 {
 		t.Errorf("Peek of a running job = %+v, %v; want it read without waiting", p, err)
 	}
+	_, err = st.CompleteParts(ctx, "few-running", []int64{1})
+	isRepl("CompleteParts", err)
 	_, err = st.GiveUp(ctx, "few-running", 0, backends.GiveUpInfo{ExitCode: 1, ReceiveCount: 10, At: time.Now()})
 	isRepl("GiveUp", err)
 	_, err = st.GiveUp(ctx, "few-running", 0, backends.GiveUpInfo{ExitCode: 1, ReceiveCount: 10, At: time.Now()})
@@ -623,4 +629,64 @@ func TestClusterFailover(t *testing.T) {
 		t.Errorf("%d finishers, want at most 1", got)
 	}
 	t.Logf("%d parts completed again after the failover; %d finisher(s)", len(pend), finishers.Load())
+}
+
+// TestCluster_Index: on a cluster the index is written by its own master
+// before the job: its score is the job's created, a refused CreateJob of
+// an existing id leaves it so, Delete and a past SetExpiry remove it, and
+// List drops an entry whose job is gone unless it is young enough to be a
+// creation in flight.
+func TestCluster_Index(t *testing.T) {
+	st := openCluster(t)
+	ctx := testCtx(t, time.Minute)
+	score := func(id string) string {
+		t.Helper()
+		z, err := st.c.ZScore(ctx, indexKey, id).Result()
+		if errors.Is(err, goredis.Nil) {
+			return "none"
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strconv.FormatFloat(z, 'f', -1, 64)
+	}
+	if err := st.CreateJob(ctx, backends.Job{ID: "cix", Total: 2}); err != nil {
+		t.Fatal(err)
+	}
+	created := st.c.HGet(ctx, jobKey("cix"), "created").Val()
+	if got := score("cix"); got != created {
+		t.Errorf("index score %s, want created %s", got, created)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if err := st.CreateJob(ctx, backends.Job{ID: "cix", Total: 3}); !errors.Is(err, backends.ErrExists) {
+		t.Fatalf("second CreateJob: %v, want ErrExists", err)
+	}
+	if got := score("cix"); got != created {
+		t.Errorf("index score %s after a refused CreateJob, want created %s still", got, created)
+	}
+	now := time.Now()
+	st.c.ZAdd(ctx, indexKey, goredis.Z{Score: float64(now.UnixMilli()), Member: "in-flight"},
+		goredis.Z{Score: float64(now.Add(-time.Hour).UnixMilli()), Member: "crashed"})
+	var ids []string
+	if err := st.List(ctx, backends.ListOptions{}, func(s backends.Status) error { ids = append(ids, s.ID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ids) != "[cix]" {
+		t.Errorf("List = %v, want [cix]", ids)
+	}
+	if score("in-flight") == "none" || score("crashed") != "none" {
+		t.Errorf("after List: in-flight %s, crashed %s; want the young entry kept, the old one dropped", score("in-flight"), score("crashed"))
+	}
+	if err := st.CreateJob(ctx, backends.Job{ID: "cix2", Total: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, "cix"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetExpiry(ctx, "cix2", now.Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if score("cix") != "none" || score("cix2") != "none" {
+		t.Errorf("index entries of a deleted and an expired job: %s, %s; want none", score("cix"), score("cix2"))
+	}
 }

@@ -37,6 +37,7 @@ type guInfo struct {
 	ReceiveCount int    `json:"r"`
 	At           int64  `json:"t"` // Unix milliseconds
 	Stderr       string `json:"e,omitempty"`
+	Reason       string `json:"w,omitempty"` // why, when not for the exit
 }
 
 // giveUpScript: KEYS job, done, gu, gub; ARGV part, details (JSON), touch
@@ -48,9 +49,11 @@ type guInfo struct {
 // completion, the details and the gub bit are recorded, remaining and
 // given_up move, and when given_up passes tol_limit the job fails with the
 // reason CreateJob stored (the count is then always tol_limit+1). Jobs
-// written by an older wp have no tolerance fields: a limit of 0.
-var giveUpScript = goredis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'tol_limit', 'tol_reason')
+// written by an older wp have no tolerance fields: a limit of 0. The part
+// has ended: ended() records when (endedLua); the gu hash and gub bitmap,
+// which this script may have just created, get the job's expiry.
+var giveUpScript = goredis.NewScript(endedLua + `
+local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'tol_limit', 'tol_reason', 'expires', 'ended')
 if not h[1] then return {-1} end
 if h[2] == '1' then
   if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'failed', '1') end
@@ -68,6 +71,11 @@ if redis.call('SETBIT', KEYS[2], p, 1) == 1 then
 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('SETBIT', KEYS[4], p, 1)
+if h[7] then
+  redis.call('EXPIREAT', KEYS[3], h[7])
+  redis.call('EXPIREAT', KEYS[4], h[7])
+end
+redis.call('HSET', KEYS[1], 'ended', ended(tonumber(h[1]), tonumber(h[4]), h[8], h[7]))
 local rem = redis.call('HINCRBY', KEYS[1], 'remaining', -1)
 local gu = redis.call('HINCRBY', KEYS[1], 'given_up', 1)
 local failed = 0
@@ -87,7 +95,8 @@ return {0, fin, fin, 0, rs, failed}
 // that has a gu entry loses it and its done and gub bits (pending again);
 // then remaining and given_up move by the number moved, the reduce state
 // is cleared, and a job failed by its tolerance runs again once given_up
-// is within tol_limit. All in one script, so a second Retry or a
+// is within tol_limit; ends_extra rises by the number moved, so that the
+// job's count of ends (endedLua) does not fall. All in one script, so a second Retry or a
 // Complete that converted the part first finds no gu entry and moves
 // nothing twice, and the job's counts never show half a retry.
 var retryScript = goredis.NewScript(`
@@ -108,6 +117,7 @@ end
 local n = #res - 1
 if n == 0 then return res end
 redis.call('HINCRBY', KEYS[1], 'remaining', n)
+redis.call('HINCRBY', KEYS[1], 'ends_extra', n)
 local gu = redis.call('HINCRBY', KEYS[1], 'given_up', -n)
 redis.call('HDEL', KEYS[1], 'reduce_sent', 'reduced', 'claim', 'claim_exp')
 if h[3] == '1' and gu <= tonumber(h[5] or '0') then
@@ -136,9 +146,10 @@ func scriptErr(r []int64) error {
 }
 
 // GiveUp implements backends.Driver with giveUpScript.
-func (s *Store) GiveUp(ctx context.Context, jobID string, part int64, info backends.GiveUpInfo) (backends.Completion, error) {
+func (s *Store) GiveUp(ctx context.Context, jobID string, part int64, info backends.GiveUpInfo) (_ backends.Completion, err error) {
+	defer wrapBusy(&err)
 	details, err := json.Marshal(guInfo{ExitCode: info.ExitCode, Signal: info.Signal, ReceiveCount: info.ReceiveCount,
-		At: info.At.UnixMilli(), Stderr: info.Stderr})
+		At: info.At.UnixMilli(), Stderr: info.Stderr, Reason: info.Reason})
 	if err != nil {
 		return backends.Completion{}, err
 	}
@@ -166,7 +177,8 @@ func (s *Store) GiveUp(ctx context.Context, jobID string, part int64, info backe
 // finds givenUpBatch at a time (HMGET gu), so memory does not grow with
 // the job. A part converted or retried while GivenUp runs may or may not
 // be listed.
-func (s *Store) GivenUp(ctx context.Context, jobID string, fn func(backends.GivenUpPart) error) error {
+func (s *Store) GivenUp(ctx context.Context, jobID string, fn func(backends.GivenUpPart) error) (err error) {
+	defer wrapBusy(&err)
 	total, err := s.total(ctx, jobID)
 	if err != nil {
 		return err
@@ -194,7 +206,7 @@ func (s *Store) GivenUp(ctx context.Context, jobID string, fn func(backends.Give
 				return fmt.Errorf("%s field %s is not what wp writes: %w", guKey(jobID), fields[i], err)
 			}
 			if err := fn(backends.GivenUpPart{Part: batch[i], GiveUpInfo: backends.GiveUpInfo{
-				ExitCode: g.ExitCode, Signal: g.Signal, ReceiveCount: g.ReceiveCount, At: time.UnixMilli(g.At), Stderr: g.Stderr,
+				ExitCode: g.ExitCode, Signal: g.Signal, ReceiveCount: g.ReceiveCount, At: time.UnixMilli(g.At), Stderr: g.Stderr, Reason: g.Reason,
 			}}); err != nil {
 				return err
 			}
@@ -249,7 +261,8 @@ func (s *Store) total(ctx context.Context, jobID string) (int64, error) {
 
 // Retry implements backends.Driver with retryScript: one script whatever
 // the number of parts (a million parts take Redis about a second).
-func (s *Store) Retry(ctx context.Context, jobID string, parts []int64) ([]int64, error) {
+func (s *Store) Retry(ctx context.Context, jobID string, parts []int64) (_ []int64, err error) {
+	defer wrapBusy(&err)
 	var b strings.Builder
 	for _, p := range parts {
 		if p < 0 || p >= maxParts {

@@ -2,13 +2,16 @@ package redis
 
 import (
 	"context"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/wp-tools/wp/backends"
 )
 
-// Peek is Status: one HGETALL, exact whatever the job's size.
+// Peek is Status without the recent count (RecentWindow 0, as the
+// contract allows): one HGETALL, exact whatever the job's size, with no
+// TIME beside it.
 //
 // With min_replicas, a job that has failed, has no part pending or has its
 // reduce sent is one that wp run acts on without a write of its own (it
@@ -16,8 +19,16 @@ import (
 // makes sure that state is on enough replicas: it writes the job's
 // remaining count again and waits (WAIT), and returns ErrReplication if
 // the replicas fall short. A running job costs no more than the HGETALL.
-func (s *Store) Peek(ctx context.Context, jobID string) (backends.Status, error) {
-	st, err := s.Status(ctx, jobID)
+func (s *Store) Peek(ctx context.Context, jobID string) (_ backends.Status, err error) {
+	defer wrapBusy(&err)
+	h, err := s.c.HGetAll(ctx, jobKey(jobID)).Result()
+	if err != nil {
+		return backends.Status{}, err
+	}
+	if len(h) == 0 {
+		return backends.Status{}, backends.ErrNotFound
+	}
+	st, err := statusFromHash(jobID, h, time.Time{})
 	if err != nil || s.minReplicas == 0 || !(st.Failed || st.Remaining == 0 || st.ReduceSent) {
 		return st, err
 	}

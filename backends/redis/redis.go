@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -111,6 +110,14 @@ func jobKeys(id string) []string {
 // listPattern matches every job hash (see jobKey).
 const listPattern = "wp:{*}:job"
 
+// indexKey is the sorted set of every job (list.go): member the job id,
+// score its creation time (unix ms).
+const indexKey = "wp:jobs"
+
+// indexedKey, once set, says that the jobs an older wp wrote (with no
+// index entry) have been added to indexKey (list.go).
+const indexedKey = "wp:jobs:indexed"
+
 // idFromJobKey is jobKey's inverse.
 func idFromJobKey(k string) (string, bool) {
 	const pre, suf = "wp:{", "}:job"
@@ -128,56 +135,95 @@ const (
 	codePartRange = -3
 )
 
-// createScript: KEYS job, done, gu, gub; ARGV total, metadata, tolerance,
-// tolerance limit, tolerance reason, reduce on failure ("1" or "0"),
-// digest. Returns 1, or 0 when the job exists. Keys left by a job of the
-// same id that was deleted half way are removed first.
+// createScript: KEYS job, done, gu, gub, and on a standalone server the
+// index (indexKey); ARGV total, metadata, tolerance, tolerance limit,
+// tolerance reason, reduce on failure ("1" or "0"), digest, created (unix
+// ms, or "" for the server's TIME), expire after (ms, 0 for never), batch,
+// batch bytes, job id. Returns {1, created}, or {0, the existing job's
+// created} when the job exists. Keys left by a job of the same id that was
+// deleted half way, or expired, are removed first. With the index among
+// its keys (standalone), the index entry is written in the same atomic
+// script; on a cluster CreateJob has written it before (list.go).
 var createScript = goredis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, tonumber(redis.call('HGET', KEYS[1], 'created') or '0') or 0} end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-local t = redis.call('TIME')
-local ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-redis.call('HSET', KEYS[1], 'total', ARGV[1], 'remaining', ARGV[1], 'meta', ARGV[2], 'created', ms,
-  'tolerance', ARGV[3], 'tol_limit', ARGV[4], 'tol_reason', ARGV[5], 'reduce_on_failure', ARGV[6], 'digest', ARGV[7])
-return 1
+local ms = ARGV[8]
+if ms == '' then
+  local t = redis.call('TIME')
+  ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+end
+redis.call('HSET', KEYS[1], 'total', ARGV[1], 'remaining', ARGV[1], 'meta', ARGV[2], 'created', ms, 'recent_since', ms,
+  'tolerance', ARGV[3], 'tol_limit', ARGV[4], 'tol_reason', ARGV[5], 'reduce_on_failure', ARGV[6], 'digest', ARGV[7],
+  'batch', ARGV[10], 'batch_bytes', ARGV[11])
+local after = tonumber(ARGV[9])
+if after > 0 then
+  local exp = string.format('%d', math.floor((tonumber(ms) + after + 999) / 1000))
+  redis.call('HSET', KEYS[1], 'expires', exp)
+  redis.call('EXPIREAT', KEYS[1], exp)
+end
+if KEYS[5] then redis.call('ZADD', KEYS[5], ms, ARGV[12]) end
+return {1, tonumber(ms)}
 `)
 
-// completeScript: KEYS job, done, gu, gub; ARGV part, touch. Returns
-// {code} on error, else {0, finisher, done, duplicate, reduce_sent}. With
-// touch "1" (min_replicas) a duplicate, or a part of a failed job, writes a
-// field again with its own value, so that WAIT covers what the reply
-// reports (wait.go). A part whose
-// bit is set has ended; only when the job has given-up parts (given_up >
-// 0) is the gu hash consulted, so the common duplicate costs what it did:
-// a given-up part is then converted (gu entry and gub bit removed,
-// given_up decremented), neither duplicate nor finisher.
-var completeScript = goredis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'given_up')
+// completeScript: KEYS job, done, gu, gub; ARGV touch, then the parts
+// (one for Complete, a batch for CompleteParts). Returns {code} on error,
+// else {0, finisher, done, duplicate, reduce_sent, completed}. Every part
+// is checked first (a part out of range records nothing); then each
+// part's bit is set, and a part whose bit was clear was pending. A part
+// whose bit was set has ended; only when the job has given-up parts
+// (given_up > 0) is the gu hash consulted, so the common duplicate costs
+// what it did: a given-up part is then converted (gu entry and gub bit
+// removed, given_up decremented), neither duplicate nor finisher. A call
+// that ended parts writes remaining (the script is atomic: the value read
+// less the parts it completed), the time from ended() (endedLua) and
+// given_up in one HSET; the call that takes remaining to 0 is the
+// finisher. With touch "1" (min_replicas) a call that writes nothing (a
+// duplicate, a part of a failed job) writes a field again with its own
+// value, so that WAIT covers what the reply reports (wait.go).
+var completeScript = goredis.NewScript(endedLua + `
+local h = redis.call('HMGET', KEYS[1], 'total', 'failed', 'reduce_sent', 'remaining', 'given_up', 'expires', 'ended')
 if not h[1] then return {-1} end
 if h[2] == '1' then
-  if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'failed', '1') end
+  if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'failed', '1') end
   return {-2}
 end
-local p = tonumber(ARGV[1])
-if p < 0 or p >= tonumber(h[1]) then return {-3} end
-local rs = 0
+local total = tonumber(h[1])
+local n = #ARGV
+for i = 2, n do
+  local p = tonumber(ARGV[i])
+  if not p or p < 0 or p >= total then return {-3} end
+end
+local gu = tonumber(h[5] or '0')
+local new, conv = 0, 0
+for i = 2, n do
+  if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then
+    new = new + 1
+  elseif gu > 0 and redis.call('HDEL', KEYS[3], ARGV[i]) == 1 then
+    redis.call('SETBIT', KEYS[4], ARGV[i], 0)
+    conv = conv + 1
+  end
+end
+local rem0 = tonumber(h[4])
+local rem = rem0 - new
+if new + conv > 0 then
+  local ms = ended(total, rem0, h[7], h[6])
+  if conv > 0 then
+    redis.call('HSET', KEYS[1], 'remaining', rem, 'ended', ms, 'given_up', gu - conv)
+    redis.call('HINCRBY', KEYS[1], 'ends_extra', conv)
+  else
+    redis.call('HSET', KEYS[1], 'remaining', rem, 'ended', ms)
+  end
+elseif ARGV[1] == '1' then
+  redis.call('HSET', KEYS[1], 'remaining', h[4])
+end
+local rs, done, fin, dup = 0, 0, 0, 0
 if h[3] == '1' then rs = 1 end
-local old = redis.call('SETBIT', KEYS[2], p, 1)
-local rem = tonumber(h[4])
-local done = 0
-if rem == 0 then done = 1 end
-if old == 0 then
-  rem = redis.call('HINCRBY', KEYS[1], 'remaining', -1)
-  if rem == 0 then return {0, 1, 1, 0, rs} end
-  return {0, 0, 0, 0, rs}
+if rem == 0 then
+  done = 1
+  if new > 0 then fin = 1 end
 end
-if tonumber(h[5] or '0') > 0 and redis.call('HDEL', KEYS[3], ARGV[1]) == 1 then
-  redis.call('SETBIT', KEYS[4], p, 0)
-  redis.call('HINCRBY', KEYS[1], 'given_up', -1)
-  return {0, 0, done, 0, rs}
-end
-if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'remaining', h[4]) end
-return {0, 0, done, 1, rs}
+if new + conv == 0 then dup = 1 end
+return {0, fin, done, dup, rs, new + conv}
 `)
 
 // failScript: KEYS job; ARGV reason. Returns -1, or 1. A job that has
@@ -242,15 +288,23 @@ redis.call('HSET', KEYS[1], 'reduced', '1')
 return 1
 `)
 
-// deleteScript: KEYS job, done, gu, gub. Returns -1, or 1.
+// deleteScript: KEYS job, done, gu, gub, and on a standalone server the
+// index; ARGV job id. Returns -1, or the deleted job's created (unix ms, 0
+// if unknown). With the index among its keys the entry goes in the same
+// script; on a cluster Delete removes it after (list.go).
 var deleteScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local c = tonumber(redis.call('HGET', KEYS[1], 'created') or '0') or 0
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-return 1
+if KEYS[5] then redis.call('ZREM', KEYS[5], ARGV[1]) end
+return c
 `)
 
-// CreateJob implements backends.Store.
-func (s *Store) CreateJob(ctx context.Context, job backends.Job) error {
+// CreateJob implements backends.Store. On a standalone server it is one
+// script (the job and its index entry together); on a cluster the index
+// entry is written first, by the index's master (list.go).
+func (s *Store) CreateJob(ctx context.Context, job backends.Job) (err error) {
+	defer wrapBusy(&err)
 	if job.Total < 1 || job.Total > maxParts {
 		return fmt.Errorf("total %d parts is out of range: a Redis job has 1 to %d parts", job.Total, int64(maxParts))
 	}
@@ -266,12 +320,38 @@ func (s *Store) CreateJob(ctx context.Context, job backends.Job) error {
 	if job.ReduceOnFailure {
 		rof = "1"
 	}
-	n, err := s.runWrite(ctx, createScript, jobKeys(job.ID), job.Total, []byte(job.Metadata),
-		job.Tolerance.String(), limit, reason, rof, job.Digest).Int64()
+	keys := jobKeys(job.ID)
+	created := ""
+	if s.cluster == nil {
+		keys = append(keys, indexKey)
+	} else {
+		ms, err := s.indexAdd(ctx, job.ID)
+		if err != nil {
+			return err
+		}
+		created = strconv.FormatInt(ms, 10)
+	}
+	expireAfter := int64(0)
+	if job.ExpireAfter > 0 {
+		expireAfter = max(job.ExpireAfter.Milliseconds(), 1)
+	}
+	r, err := s.runWrite(ctx, createScript, keys, job.Total, []byte(job.Metadata),
+		job.Tolerance.String(), limit, reason, rof, job.Digest, created, expireAfter,
+		job.Batch, job.BatchBytes, job.ID).Int64Slice()
 	if err != nil {
 		return err
 	}
-	if n == 0 {
+	if len(r) != 2 {
+		return fmt.Errorf("unexpected reply %v from redis", r)
+	}
+	if r[0] == 0 {
+		if created != "" {
+			// The index entry just written is the existing job's
+			// again.
+			if err := s.indexRestore(ctx, job.ID, created, r[1]); err != nil {
+				return fmt.Errorf("%w (and its index entry: %v)", backends.ErrExists, err)
+			}
+		}
 		return backends.ErrExists
 	}
 	return nil
@@ -279,25 +359,33 @@ func (s *Store) CreateJob(ctx context.Context, job backends.Job) error {
 
 // Complete implements backends.Store.
 func (s *Store) Complete(ctx context.Context, jobID string, part int64) (backends.Completion, error) {
-	r, err := s.batch.complete(ctx, jobKeys(jobID), part)
+	return s.complete(ctx, jobID, []any{part})
+}
+
+// CompleteParts implements backends.Driver: one script for the whole batch
+// (the job's keys share a slot), pipelined with concurrent calls as
+// Complete is (batch.go).
+func (s *Store) CompleteParts(ctx context.Context, jobID string, parts []int64) (backends.Completion, error) {
+	args := make([]any, len(parts))
+	for i, p := range parts {
+		args[i] = p
+	}
+	return s.complete(ctx, jobID, args)
+}
+
+// ShardSize implements backends.Driver: a job is one bitmap.
+func (s *Store) ShardSize() int64 { return 0 }
+
+func (s *Store) complete(ctx context.Context, jobID string, parts []any) (c backends.Completion, err error) {
+	defer wrapBusy(&err)
+	r, err := s.batch.complete(ctx, jobKeys(jobID), parts)
 	if err != nil {
 		return backends.Completion{}, err
 	}
-	if len(r) == 0 {
-		return backends.Completion{}, errors.New("empty reply from redis")
+	if err := scriptErr(r); err != nil {
+		return backends.Completion{}, err
 	}
-	switch r[0] {
-	case 0:
-	case codeNotFound:
-		return backends.Completion{}, backends.ErrNotFound
-	case codeFailed:
-		return backends.Completion{}, backends.ErrJobFailed
-	case codePartRange:
-		return backends.Completion{}, backends.ErrPartRange
-	default:
-		return backends.Completion{}, fmt.Errorf("unexpected reply %v from redis", r)
-	}
-	if len(r) != 5 {
+	if len(r) != 6 {
 		return backends.Completion{}, fmt.Errorf("unexpected reply %v from redis", r)
 	}
 	return backends.Completion{
@@ -305,11 +393,13 @@ func (s *Store) Complete(ctx context.Context, jobID string, part int64) (backend
 		Done:       r[2] == 1,
 		Duplicate:  r[3] == 1,
 		ReduceSent: r[4] == 1,
+		Completed:  int(r[5]),
 	}, nil
 }
 
 // Fail implements backends.Store.
-func (s *Store) Fail(ctx context.Context, jobID, reason string) error {
+func (s *Store) Fail(ctx context.Context, jobID, reason string) (err error) {
+	defer wrapBusy(&err)
 	return s.runSimple(ctx, failScript, []string{jobKey(jobID)}, reason)
 }
 
@@ -325,23 +415,51 @@ func (s *Store) runSimple(ctx context.Context, sc *goredis.Script, keys []string
 	return nil
 }
 
-// Status implements backends.Store.
-func (s *Store) Status(ctx context.Context, jobID string) (backends.Status, error) {
-	h, err := s.c.HGetAll(ctx, jobKey(jobID)).Result()
+// Status implements backends.Store: HGETALL and TIME in one pipeline to
+// the job's master (one round trip), so that the recent count is read by
+// the clock that wrote it.
+func (s *Store) Status(ctx context.Context, jobID string) (st backends.Status, err error) {
+	defer wrapBusy(&err)
+	h, now, err := s.hashAndTime(ctx, jobKey(jobID))
 	if err != nil {
 		return backends.Status{}, err
 	}
 	if len(h) == 0 {
 		return backends.Status{}, backends.ErrNotFound
 	}
-	st, err := statusFromHash(jobID, h)
-	if err != nil {
-		return backends.Status{}, err
-	}
-	return st, nil
+	return statusFromHash(jobID, h, now)
 }
 
-func statusFromHash(id string, h map[string]string) (backends.Status, error) {
+// hashAndTime reads the hash key and the server's clock from the key's
+// master in one pipeline. When the cluster says the slot has moved, it
+// reads them through the cluster client instead (the time from any node).
+func (s *Store) hashAndTime(ctx context.Context, key string) (map[string]string, time.Time, error) {
+	node, err := s.master(ctx, key)
+	if err == nil {
+		pipe := node.Pipeline()
+		h := pipe.HGetAll(ctx, key)
+		t := pipe.Time(ctx)
+		if _, err = pipe.Exec(ctx); err == nil {
+			return h.Val(), t.Val(), nil
+		}
+	}
+	if s.cluster == nil || !isRedirect(err) {
+		return nil, time.Time{}, err
+	}
+	h, err := s.c.HGetAll(ctx, key).Result()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	t, err := s.c.Time(ctx).Result()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return h, t, nil
+}
+
+// statusFromHash reads a job hash. now is the server's clock, for the
+// recent count; the zero time leaves it out (progress).
+func statusFromHash(id string, h map[string]string, now time.Time) (backends.Status, error) {
 	total, err := strconv.ParseInt(h["total"], 10, 64)
 	if err != nil {
 		return backends.Status{}, fmt.Errorf("job hash %s has a bad total %q", jobKey(id), h["total"])
@@ -368,6 +486,24 @@ func statusFromHash(id string, h map[string]string) (backends.Status, error) {
 			return backends.Status{}, fmt.Errorf("job hash %s has a bad given_up %q", jobKey(id), g)
 		}
 	}
+	// Batches and expiry; absent from jobs written by an older wp.
+	for _, f := range []struct {
+		name string
+		n    *int
+	}{{"batch", &st.Batch}, {"batch_bytes", &st.BatchBytes}} {
+		if v := h[f.name]; v != "" {
+			if *f.n, err = strconv.Atoi(v); err != nil {
+				return backends.Status{}, fmt.Errorf("job hash %s has a bad %s %q", jobKey(id), f.name, v)
+			}
+		}
+	}
+	if v := h["expires"]; v != "" {
+		sec, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return backends.Status{}, fmt.Errorf("job hash %s has a bad expires %q", jobKey(id), v)
+		}
+		st.ExpiresAt = time.Unix(sec, 0)
+	}
 	if st.Tolerance, err = backends.ParseTolerance(h["tolerance"]); err != nil {
 		return backends.Status{}, fmt.Errorf("job hash %s has a bad tolerance: %w", jobKey(id), err)
 	}
@@ -377,12 +513,16 @@ func statusFromHash(id string, h map[string]string) (backends.Status, error) {
 	if ms, err := strconv.ParseInt(h["created"], 10, 64); err == nil && ms > 0 {
 		st.CreatedAt = time.UnixMilli(ms)
 	}
+	if err := progress(&st, h, now); err != nil {
+		return backends.Status{}, err
+	}
 	return st, nil
 }
 
 // Pending implements backends.Store. It reads the done bitmap 64 KiB at a
 // time; a part completed while Pending runs may or may not be reported.
-func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) error) error {
+func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) error) (err error) {
+	defer wrapBusy(&err)
 	ts, err := s.c.HGet(ctx, jobKey(jobID), "total").Result()
 	if errors.Is(err, goredis.Nil) {
 		return backends.ErrNotFound
@@ -425,87 +565,9 @@ func (s *Store) Pending(ctx context.Context, jobID string, fn func(part int64) e
 	return nil
 }
 
-// List implements backends.Store. On a cluster it scans every master in
-// turn (a SCAN sees only its own node's keys).
-func (s *Store) List(ctx context.Context, _ backends.ListOptions, fn func(backends.Status) error) error {
-	nodes := []goredis.Cmdable{s.c}
-	if s.cluster != nil {
-		var mu sync.Mutex
-		nodes = nodes[:0]
-		err := s.cluster.ForEachMaster(ctx, func(_ context.Context, m *goredis.Client) error {
-			mu.Lock()
-			nodes = append(nodes, m)
-			mu.Unlock()
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	// A job is passed on once, even when SCAN returns it twice (while
-	// Redis resizes its table) or two masters hold it (a slot migrating).
-	seen := map[string]struct{}{}
-	for _, n := range nodes {
-		if err := s.listNode(ctx, n, seen, fn); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// listNode scans one node's job hashes and reads each page's jobs with one
-// pipeline of HGETALL (sent through s.c, which finds each key's node).
-func (s *Store) listNode(ctx context.Context, node goredis.Cmdable, seen map[string]struct{}, fn func(backends.Status) error) error {
-	var cursor uint64
-	for {
-		keys, next, err := node.Scan(ctx, cursor, listPattern, listPage).Result()
-		if err != nil {
-			return err
-		}
-		var ids []string
-		for _, k := range keys {
-			id, ok := idFromJobKey(k)
-			if !ok {
-				continue
-			}
-			if _, dup := seen[id]; dup {
-				continue
-			}
-			seen[id] = struct{}{}
-			ids = append(ids, id)
-		}
-		if len(ids) > 0 {
-			pipe := s.c.Pipeline()
-			cmds := make([]*goredis.MapStringStringCmd, len(ids))
-			for i, id := range ids {
-				cmds[i] = pipe.HGetAll(ctx, jobKey(id))
-			}
-			if _, err := pipe.Exec(ctx); err != nil {
-				return err
-			}
-			for i, id := range ids {
-				h := cmds[i].Val()
-				if len(h) == 0 {
-					continue // deleted since SCAN saw it
-				}
-				st, err := statusFromHash(id, h)
-				if err != nil {
-					return err
-				}
-				if err := fn(st); err != nil {
-					return err
-				}
-			}
-		}
-		if next == 0 {
-			return nil
-		}
-		cursor = next
-	}
-}
-
 // ClaimReduce implements backends.Store.
-func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (string, bool, error) {
+func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Duration) (_ string, _ bool, err error) {
+	defer wrapBusy(&err)
 	ms := max(lease.Milliseconds(), 1)
 	tok := uuid.NewString()
 	n, err := s.runWrite(ctx, claimScript, []string{jobKey(jobID)}, tok, ms, s.touch()).Int64()
@@ -529,23 +591,43 @@ func (s *Store) ClaimReduce(ctx context.Context, jobID string, lease time.Durati
 }
 
 // ReleaseReduce implements backends.Store.
-func (s *Store) ReleaseReduce(ctx context.Context, jobID, token string) error {
+func (s *Store) ReleaseReduce(ctx context.Context, jobID, token string) (err error) {
+	defer wrapBusy(&err)
 	return s.runSimple(ctx, releaseScript, []string{jobKey(jobID)}, token)
 }
 
 // MarkReduceSent implements backends.Store.
-func (s *Store) MarkReduceSent(ctx context.Context, jobID string) error {
+func (s *Store) MarkReduceSent(ctx context.Context, jobID string) (err error) {
+	defer wrapBusy(&err)
 	return s.runSimple(ctx, sentScript, []string{jobKey(jobID)})
 }
 
 // MarkReduced implements backends.Store.
-func (s *Store) MarkReduced(ctx context.Context, jobID string) error {
+func (s *Store) MarkReduced(ctx context.Context, jobID string) (err error) {
+	defer wrapBusy(&err)
 	return s.runSimple(ctx, reducedScript, []string{jobKey(jobID)})
 }
 
-// Delete implements backends.Store.
-func (s *Store) Delete(ctx context.Context, jobID string) error {
-	return s.runSimple(ctx, deleteScript, jobKeys(jobID))
+// Delete implements backends.Store: the job's keys, then its index entry
+// (in the same script on a standalone server; after it on a cluster, so
+// that a crash leaves at most an entry without a job, which List drops).
+func (s *Store) Delete(ctx context.Context, jobID string) (err error) {
+	defer wrapBusy(&err)
+	keys := jobKeys(jobID)
+	if s.cluster == nil {
+		keys = append(keys, indexKey)
+	}
+	created, err := s.runWrite(ctx, deleteScript, keys, jobID).Int64()
+	if err != nil {
+		return err
+	}
+	if created == codeNotFound {
+		return backends.ErrNotFound
+	}
+	if s.cluster != nil {
+		return s.indexDrop(ctx, true, indexEntry{id: jobID, score: float64(created)})
+	}
+	return nil
 }
 
 // Close implements backends.Store.

@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	s.Stop()
 	stopSharedCluster()
+	if trustedPKI.dir != "" {
+		os.RemoveAll(trustedPKI.dir)
+	}
 	os.Exit(code)
 }
 

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,6 +80,32 @@ func testPKI(t *testing.T, dir, name string) (ca, cert, key string) {
 	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", srvDER), write("key.pem", "EC PRIVATE KEY", keyDER)
 }
 
+// trustedPKI is the CA (and a server certificate from it) that
+// TestTLSPassword makes the process trust: made once per process, since Go
+// reads SSL_CERT_FILE once per process, so that the test passes again
+// with -count=2. TestMain removes its directory.
+var trustedPKI struct {
+	once          sync.Once
+	dir           string
+	ca, cert, key string
+}
+
+func trusted(t *testing.T) (dir, ca, cert, key string) {
+	t.Helper()
+	trustedPKI.once.Do(func() {
+		d, err := os.MkdirTemp("", "wp-redis-tls-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		trustedPKI.dir = d
+		trustedPKI.ca, trustedPKI.cert, trustedPKI.key = testPKI(t, d, "trusted")
+	})
+	if trustedPKI.dir == "" {
+		t.Fatal("no trusted test PKI")
+	}
+	return trustedPKI.dir, trustedPKI.ca, trustedPKI.cert, trustedPKI.key
+}
+
 // startTLSRedis starts a redis-server that requires pw and serves TLS on
 // its own port with a certificate for 127.0.0.1 from a new CA. It returns
 // the TLS address and the CA's path. (Its plain port stays on, as
@@ -86,6 +113,12 @@ func testPKI(t *testing.T, dir, name string) (ca, cert, key string) {
 func startTLSRedis(t *testing.T, dir, name, pw string) (addr, ca string) {
 	t.Helper()
 	ca, cert, key := testPKI(t, dir, name)
+	return startTLSRedisWith(t, ca, cert, key, pw), ca
+}
+
+// startTLSRedisWith is startTLSRedis with a given CA and certificate.
+func startTLSRedisWith(t *testing.T, ca, cert, key, pw string) (addr string) {
+	t.Helper()
 	port, err := testservers.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +131,7 @@ func startTLSRedis(t *testing.T, dir, name, pw string) (addr, ca string) {
 	if err := testservers.WaitDial(addr, 10*time.Second); err != nil {
 		t.Fatalf("redis-server --tls-port: %v (redis-server must be built with TLS support; Debian's is)", err)
 	}
-	return addr, ca
+	return addr
 }
 
 // TestTLSPassword: against real redis-servers that serve TLS and require a
@@ -113,9 +146,9 @@ func startTLSRedis(t *testing.T, dir, name, pw string) (addr, ca string) {
 // gives the second server a certificate from another CA.
 func TestTLSPassword(t *testing.T) {
 	const pw = "Tls-Pw-4471-secret"
-	dir := t.TempDir()
-	addr, ca := startTLSRedis(t, dir, "trusted", pw)
-	otherAddr, _ := startTLSRedis(t, dir, "untrusted", pw)
+	dir, ca, cert, key := trusted(t)
+	addr := startTLSRedisWith(t, ca, cert, key, pw)
+	otherAddr, _ := startTLSRedis(t, t.TempDir(), "untrusted", pw)
 	t.Setenv("SSL_CERT_FILE", ca)
 	ctx := testCtx(t, 2*time.Minute)
 
