@@ -111,9 +111,10 @@
 //
 // RecentEnded needs no count per ending. The job's ends so far, E = total
 // - remaining + ends_extra, grow by exactly one per part that ends
-// (ends_extra, written only by the rare conversion and Retry, adds the
-// ends remaining does not show: a given-up part completed, and a retried
-// part gone back to pending), so the parts ended since a moment are E now
+// (ends_extra, written only by the rare Retry, adds the ends remaining
+// does not show: a retried part gone back to pending; a given-up part
+// completed ends nothing and counts nothing), so the parts ended since a
+// moment are E now
 // less E then. The first ending of each minute (its minute differs from
 // that of the ended field the script has just read) writes E as it was
 // into r:<minute>; Status counts E now less the r: field of the earliest

@@ -21,8 +21,8 @@ import (
 // The recent count needs no write of its own on most calls: the job's
 // ends so far, E = total - remaining + ends_extra, grows by one for each
 // part that ends (ends_extra counts the ends remaining does not show: a
-// given-up part completed, and a retried part, which goes back to
-// pending), so the parts ended since any moment are E now minus E then.
+// retried part, which goes back to pending; a given-up part completed is
+// no end), so the parts ended since any moment are E now minus E then.
 // The first ending of a minute (the one whose minute differs from last's)
 // writes E as it was before the call into r:<unix minute>; Status then
 // counts RecentEnded as E now minus the r: field of the earliest minute of

@@ -176,7 +176,8 @@ return {1, tonumber(ms)}
 // removed, given_up decremented), neither duplicate nor finisher. A call
 // that ended parts writes remaining (the script is atomic: the value read
 // less the parts it completed), the time from ended() (endedLua) and
-// given_up in one HSET; the call that takes remaining to 0 is the
+// given_up in one HSET (a conversion alone writes given_up only: it ends
+// no part); the call that takes remaining to 0 is the
 // finisher. With touch "1" (min_replicas) a call that writes nothing (a
 // duplicate, a part of a failed job) writes a field again with its own
 // value, so that WAIT covers what the reply reports (wait.go).
@@ -205,14 +206,17 @@ for i = 2, n do
 end
 local rem0 = tonumber(h[4])
 local rem = rem0 - new
-if new + conv > 0 then
+if new > 0 then
   local ms = ended(total, rem0, h[7], h[6])
   if conv > 0 then
     redis.call('HSET', KEYS[1], 'remaining', rem, 'ended', ms, 'given_up', gu - conv)
-    redis.call('HINCRBY', KEYS[1], 'ends_extra', conv)
   else
     redis.call('HSET', KEYS[1], 'remaining', rem, 'ended', ms)
   end
+elseif conv > 0 then
+  -- A given-up part completed ends nothing: neither ended nor the count
+  -- of ends moves.
+  redis.call('HSET', KEYS[1], 'given_up', gu - conv)
 elseif ARGV[1] == '1' then
   redis.call('HSET', KEYS[1], 'remaining', h[4])
 end
