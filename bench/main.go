@@ -36,10 +36,12 @@ func main() {
 	}
 	quick := flag.Bool("quick", false, "fewer runs and smaller sizes (about a minute or two)")
 	out := flag.String("out", "", "where to write the report (default: BENCHMARKS.md in the repository root)")
-	only := flag.String("only", "", "run only the sections whose key matches this regexp (overhead, throughput, cluster, create, local); for development, the report says so")
+	only := flag.String("only", "", "run only the sections whose key matches this regexp (overhead, throughput, cluster, create, local, startup, batch, reads); for development, the report says so")
+	old := flag.String("old", "", "an older wp binary whose reads the reads section measures beside this one's")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
+	oldWP = *old
 	if err := run(*quick, *out, *only); err != nil {
 		log.Fatal(err)
 	}
@@ -60,7 +62,11 @@ type env struct {
 	childEnv   []string
 	rep        *report
 	bullCreate map[int64][]bullRun
+	oldWP      string // -old
 }
+
+// oldWP is the -old flag.
+var oldWP string
 
 func run(quick bool, out, only string) error {
 	start := time.Now()
@@ -83,7 +89,7 @@ func run(quick bool, out, only string) error {
 	}
 	defer os.RemoveAll(tmp)
 
-	e := &env{quick: quick, root: root, tmp: tmp, rep: newReport(quick)}
+	e := &env{quick: quick, root: root, tmp: tmp, rep: newReport(quick), oldWP: oldWP}
 	if e.node, err = exec.LookPath("node"); err != nil {
 		return errors.New("node not found: install Node.js and npm (the peers and dynalite are npm packages)")
 	}
@@ -130,6 +136,8 @@ func run(quick bool, out, only string) error {
 		{"create", e.caseCreate},
 		{"local", e.caseLocal},
 		{"startup", e.caseStartup},
+		{"batch", e.caseBatch},
+		{"reads", e.caseReads},
 	}
 	ctx := context.Background()
 	for _, s := range sections {
@@ -152,6 +160,9 @@ func run(quick bool, out, only string) error {
 	}
 	if only != "" {
 		cmdline += " -only '" + only + "'"
+	}
+	if oldWP != "" {
+		cmdline += " -old OLDWP"
 	}
 	notes, _ := os.ReadFile(filepath.Join(root, "bench", "notes.md"))
 	if err := e.rep.write(out, cmdline, e.machine(), string(notes)); err != nil {
