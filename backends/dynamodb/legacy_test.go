@@ -190,9 +190,11 @@ func TestWPJob_LegacyFlagsIgnored(t *testing.T) {
 }
 
 // TestLayout1 reads and completes a job written by the previous layout
-// (wp 1: no parts guard, wp's reduce flag in reduceSent).
+// (wp 1: no parts guard, wp's reduce flag in reduceSent), on the table wp 1
+// worked on: watchbot's, without the wp-jobs index (UpgradeTable guards the
+// layout 1 jobs of a table it gives the index: TestUpgradeTable).
 func TestLayout1(t *testing.T) {
-	st, _ := newTable(t)
+	st, _ := newWatchbotTable(t)
 	ctx := testCtx(t)
 	for _, id := range []string{"v1", "v1-sent"} {
 		if err := st.CreateJob(ctx, backends.Job{ID: id, Total: 300}); err != nil {
