@@ -259,7 +259,7 @@ func TestLayout1(t *testing.T) {
 func setRaw(t *testing.T, st *Store, id, update string, vals item) {
 	t.Helper()
 	nm := map[string]string{}
-	for _, n := range []string{attrReduceSent, attrMetadata, attrWP, attrParts} {
+	for _, n := range []string{attrReduceSent, attrMetadata, attrWP, attrParts, attrCreated, attrList, attrListed, attrExpires} {
 		if contains(update, "#"+n) {
 			nm["#"+n] = n
 		}
