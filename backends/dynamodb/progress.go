@@ -14,7 +14,7 @@ import (
 // Per-minute counters of ended parts, and LastEnded (see doc.go, "Progress").
 //
 // A shard or group item counts the parts that ended in minute M (unix
-// minutes) in an attribute m<M> (a job item in wp<M>... wpm<M>): the write
+// minutes) in an attribute m<M> (a job item in wpm<M>): the write
 // that ends parts ADDs to the counter of its minute, and REMOVEs the
 // counters of the recentSweep minutes before the window, so that an item
 // keeps only the counters of the last RecentMinutes minutes. That is enough
