@@ -224,12 +224,20 @@ func (st *Store) listIndex(ctx context.Context, opt backends.ListOptions, fn fun
 			}
 			tie = append(tie, j)
 		}
-		if len(out.LastEvaluatedKey) == 0 {
+		last := len(out.LastEvaluatedKey) == 0
+		if last {
 			ready = append(ready, sortedByID(tie)...)
-			return e.statuses(ctx, ready, true)
 		}
-		if err := e.statuses(ctx, ready, true); err != nil {
-			return err
+		// A few at a time: the libraries' jobs, all at 0 and held to the
+		// end, are read whole, and a caller that stops early should not
+		// pay for all of them.
+		for i := 0; i < len(ready); i += 25 {
+			if err := e.statuses(ctx, ready[i:min(i+25, len(ready))], true); err != nil {
+				return err
+			}
+		}
+		if last {
+			return nil
 		}
 		start = out.LastEvaluatedKey
 	}
