@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/wp-tools/wp/backends"
 	"github.com/wp-tools/wp/internal/awslog"
@@ -65,6 +67,41 @@ type Store struct {
 	repairAfter time.Duration
 	// lease and renew: the CreateJob writer's lease.
 	lease, renew time.Duration
+	// totals are the totals of wp jobs this process has read or created,
+	// so that CompleteParts can check its parts without a read (wp run
+	// always peeks first).
+	totals *totalCache
+}
+
+// totalCache keeps job totals by id (at most maxCachedTotals: a wp process
+// works on a few jobs).
+type totalCache struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+const maxCachedTotals = 4096
+
+func (c *totalCache) get(id string) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.m[id]
+	return n, ok
+}
+
+func (c *totalCache) put(id string, total int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxCachedTotals {
+		clear(c.m)
+	}
+	c.m[id] = total
+}
+
+func (c *totalCache) drop(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, id)
 }
 
 var _ backends.Driver = (*Store)(nil)
@@ -134,6 +171,7 @@ func New(cfg aws.Config, table string) *Store {
 		repairAfter: 10 * time.Second,
 		lease:       60 * time.Second,
 		renew:       15 * time.Second,
+		totals:      &totalCache{m: map[string]int64{}},
 	}
 }
 
@@ -169,35 +207,9 @@ func TableFromARN(s string) (string, error) {
 	return name, nil
 }
 
-// CreateTable creates a progress table: hash key id (S), on-demand billing.
-// It waits until the table is ACTIVE (at most 5 minutes) and fails with a
-// clear error if the table exists.
-func CreateTable(ctx context.Context, cfg aws.Config, name string) error {
-	db := ddb.NewFromConfig(cfg)
-	_, err := db.CreateTable(ctx, &ddb.CreateTableInput{
-		TableName:            aws.String(name),
-		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(attrID), AttributeType: types.ScalarAttributeTypeS}},
-		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(attrID), KeyType: types.KeyTypeHash}},
-		BillingMode:          types.BillingModePayPerRequest,
-	})
-	if err != nil {
-		var inUse *types.ResourceInUseException
-		if errors.As(err, &inUse) {
-			return fmt.Errorf("create table %s: it already exists (pick another name, or use it as is)", name)
-		}
-		return fmt.Errorf("create table %s: %w", name, err)
-	}
-	w := ddb.NewTableExistsWaiter(db, func(o *ddb.TableExistsWaiterOptions) {
-		o.MinDelay = 20 * time.Millisecond
-		o.MaxDelay = 2 * time.Second
-	})
-	if err := w.Wait(ctx, &ddb.DescribeTableInput{TableName: aws.String(name)}, 5*time.Minute); err != nil {
-		return fmt.Errorf("create table %s: waiting for it to become active: %w", name, err)
-	}
-	return nil
-}
-
-// wrap turns SDK errors into errors a user can act on.
+// wrap turns SDK errors into errors a user can act on: a missing table is
+// named, and a refusal for throughput (once the SDK's own retries are
+// spent) matches backends.ErrThrottled.
 func (st *Store) wrap(what string, err error) error {
 	if err == nil {
 		return nil
@@ -206,7 +218,25 @@ func (st *Store) wrap(what string, err error) error {
 	if errors.As(err, &nf) {
 		return fmt.Errorf("%s: table %s does not exist (check the name and AWS_REGION, or create it): %w", what, st.table, err)
 	}
+	if isThrottle(err) {
+		return fmt.Errorf("%s: %w: %w", what, backends.ErrThrottled, err)
+	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// isThrottle tells DynamoDB's refusals for throughput: a provisioned table's
+// (or index's) capacity exceeded, an on-demand table's or the account's
+// request rate.
+func isThrottle(err error) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.ErrorCode() {
+	case "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded":
+		return true
+	}
+	return false
 }
 
 func isCondFailed(err error) bool {

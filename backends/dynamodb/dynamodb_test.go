@@ -91,6 +91,43 @@ func newTable(t testing.TB) (*Store, string) {
 	return st.Driver().(*Store), name
 }
 
+// newWatchbotTable creates a table as watchbot's reduce mode does (hash key
+// id only, provisioned at 30 read and 30 write units, no index, no time to
+// live), the table the libraries and older wp versions worked on, and
+// returns a store on it.
+func newWatchbotTable(t testing.TB) (*Store, string) {
+	t.Helper()
+	needDynalite(t)
+	ctx := testCtx(t)
+	name := fmt.Sprintf("wp-watchbot-%d-%d", os.Getpid(), tableSeq.Add(1))
+	cfg, err := LoadConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := ddb.NewFromConfig(cfg)
+	if _, err := db.CreateTable(ctx, &ddb.CreateTableInput{
+		TableName:             aws.String(name),
+		AttributeDefinitions:  []types.AttributeDefinition{{AttributeName: aws.String(attrID), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:             []types.KeySchemaElement{{AttributeName: aws.String(attrID), KeyType: types.KeyTypeHash}},
+		ProvisionedThroughput: &types.ProvisionedThroughput{ReadCapacityUnits: aws.Int64(30), WriteCapacityUnits: aws.Int64(30)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w := ddb.NewTableExistsWaiter(db, func(o *ddb.TableExistsWaiterOptions) { o.MinDelay = 20 * time.Millisecond })
+	if err := w.Wait(ctx, &ddb.DescribeTableInput{TableName: aws.String(name)}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	st, err := backends.Open(ctx, "dynamodb://"+name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		st.Close()
+		db.DeleteTable(context.Background(), &ddb.DeleteTableInput{TableName: aws.String(name)})
+	})
+	return st.Driver().(*Store), name
+}
+
 func TestConformance(t *testing.T) {
 	backendtest.Run(t, func(t *testing.T) *backends.Store {
 		st, _ := newTable(t)

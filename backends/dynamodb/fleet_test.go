@@ -43,7 +43,10 @@ func newFleet(t *testing.T) *fleet {
 		t.Fatal(err)
 	}
 	bin := testservers.BuildWPT(t)
-	st, table := newTable(t)
+	// The table watchbot made, which the libraries and wp share during a
+	// rolling deploy: no wp-jobs index, so wp ls scans it and lists the
+	// libraries' jobs too.
+	st, table := newWatchbotTable(t)
 	f := &fleet{t: t, st: st, table: table, libs: libs, wpBin: bin, wpSNS: snsfake.New(), libSNS: snsfake.New()}
 	if f.wpURL, err = f.wpSNS.Start(); err != nil {
 		t.Fatal(err)

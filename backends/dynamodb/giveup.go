@@ -30,9 +30,10 @@ const (
 // detailsKey is the id of the item holding a given-up part's details.
 func detailsKey(job string, part int64) string { return fmt.Sprintf("%s#u%010d", job, part) }
 
-// detailsItem is what GiveUp records of a part (at most about 700 bytes:
-// the stderr tail is 512 bytes at most).
-func detailsItem(job string, part int64, info backends.GiveUpInfo) item {
+// detailsItem is what GiveUp records of a part (at most about 700 bytes
+// without a reason: the stderr tail is 512 bytes at most; a reason adds up
+// to 1,024), with the job's expiry (expires, unix seconds; 0: none).
+func detailsItem(job string, part int64, info backends.GiveUpInfo, expires int64) item {
 	it := item{
 		attrID:     str(detailsKey(job, part)),
 		"exitCode": num(int64(info.ExitCode)),
@@ -44,6 +45,12 @@ func detailsItem(job string, part int64, info backends.GiveUpInfo) item {
 	}
 	if info.Stderr != "" {
 		it["stderr"] = str(info.Stderr)
+	}
+	if info.Reason != "" {
+		it[attrReason] = str(info.Reason)
+	}
+	if expires > 0 {
+		it[attrExpires] = num(expires)
 	}
 	return it
 }
@@ -62,6 +69,7 @@ func parseDetails(it item) backends.GiveUpInfo {
 	}
 	info.Signal = getStr(it, "signal")
 	info.Stderr = getStr(it, "stderr")
+	info.Reason = getStr(it, attrReason)
 	return info
 }
 
@@ -69,8 +77,9 @@ func parseDetails(it item) backends.GiveUpInfo {
 //
 //  1. the shard: DELETE parts :p ADD gu :p on condition contains(parts, :p)
 //     AND attribute_not_exists(f), exactly as Complete ends a part, so
-//     exactly one GiveUp or Complete ends it (1 WCU);
-//  2. the details item JOB#uNNNNNNNNNN (Put, 1 WCU);
+//     exactly one GiveUp or Complete ends it (1 WCU), with the minute's
+//     counter and t, as Complete's write;
+//  2. the details item JOB#uNNNNNNNNNN (Put, 1 WCU, 2 with a long reason);
 //  3. the job item: ADD wpGivenUp :p (the idempotent index that counts
 //     given-up parts), which returns the set: past the job's tolerance
 //     limit the job fails (a few WCU: the job item's size);
@@ -83,7 +92,7 @@ func (st *Store) GiveUp(ctx context.Context, jobID string, part int64, info back
 	// A part that a wp retry moved back to pending while this call looked
 	// at it is given up by going round once more, as in Complete.
 	for attempt := 0; ; attempt++ {
-		c, again, err := st.giveUp(ctx, jobID, part, info)
+		c, again, err := st.giveUp(ctx, jobID, part, info, attempt > 0)
 		if !again {
 			return c, err
 		}
@@ -93,25 +102,50 @@ func (st *Store) GiveUp(ctx context.Context, jobID string, part int64, info back
 	}
 }
 
-func (st *Store) giveUp(ctx context.Context, jobID string, part int64, info backends.GiveUpInfo) (c backends.Completion, again bool, err error) {
+// giveUpShard is step 1 of GiveUp: the shard write. stale are the counters
+// a read found out of the window (nil on the hot path, which instead asks
+// that the shard was written within recentSweep minutes). ok is false when
+// the condition failed.
+func (st *Store) giveUpShard(ctx context.Context, jobID string, part int64, stale []int64, fresh bool) (old item, nowMS int64, ok bool, err error) {
 	s, off := part/shardSize, part%shardSize
-	if part >= 0 {
-		out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
-			TableName:                 aws.String(st.table),
-			Key:                       key(shardKey(jobID, s)),
-			UpdateExpression:          aws.String("DELETE #parts :p ADD #gu :p SET #t = :now"),
-			ConditionExpression:       aws.String("contains(#parts, :pv) AND attribute_not_exists(#f)"),
-			ExpressionAttributeNames:  names(attrParts, attrGU, attrT, attrFailed),
-			ExpressionAttributeValues: item{":p": numSet(off), ":pv": num(off), ":now": num(st.nowMS())},
-			ReturnValues:              types.ReturnValueUpdatedNew,
-		})
-		if err == nil {
-			_, left := out.Attributes[attrParts]
-			c, err := st.gaveUp(ctx, jobID, part, info, !left, s)
+	nowMS = st.nowMS()
+	w := minuteOf(nowMS)
+	u := newUpdate().name(attrParts, attrGU, attrT, attrFailed).
+		Delete("#parts :p").Add("#gu :p").Set("#t = :now").
+		val(":p", numSet(off)).val(":pv", num(off)).val(":now", num(nowMS)).
+		counts(tally{prefix: shardCounterPrefix, w: w, add: counters{w: 1}, stale: stale})
+	cond := "contains(#parts, :pv) AND attribute_not_exists(#f) AND " + liveCond(u.names, u.vals, nowMS)
+	if fresh {
+		cond += " AND " + freshCond(u, attrT, nowMS)
+	}
+	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+		TableName:                 aws.String(st.table),
+		Key:                       key(shardKey(jobID, s)),
+		UpdateExpression:          aws.String(u.String()),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  u.names,
+		ExpressionAttributeValues: u.vals,
+		ReturnValues:              types.ReturnValueAllOld,
+	})
+	if isCondFailed(err) {
+		return nil, nowMS, false, nil
+	}
+	if err != nil {
+		return nil, nowMS, false, st.wrap("update shard", err)
+	}
+	return out.Attributes, nowMS, true, nil
+}
+
+func (st *Store) giveUp(ctx context.Context, jobID string, part int64, info backends.GiveUpInfo, readFirst bool) (c backends.Completion, again bool, err error) {
+	s, off := part/shardSize, part%shardSize
+	if part >= 0 && !readFirst {
+		old, nowMS, ok, err := st.giveUpShard(ctx, jobID, part, nil, true)
+		if err != nil {
 			return c, false, err
 		}
-		if !isCondFailed(err) {
-			return c, false, st.wrap("update shard", err)
+		if ok {
+			c, err := st.gaveUp(ctx, jobID, part, info, s, old, nowMS)
+			return c, false, err
 		}
 	}
 	// The rare path: find out why the part was not pending.
@@ -133,6 +167,29 @@ func (st *Store) giveUp(ctx context.Context, jobID string, part int64, info back
 	if part < 0 || part >= j.total {
 		return c, false, fmt.Errorf("%w (parts 0 to %d)", backends.ErrPartRange, j.total-1)
 	}
+	sh, err := st.getItem(ctx, shardKey(jobID, s), "", nil)
+	if err != nil {
+		return c, false, err
+	}
+	if nsContains(sh, attrParts, off) {
+		if sh[attrFailed] != nil {
+			// The shard is marked failed while the job is being
+			// revived: try again.
+			return c, true, nil
+		}
+		// Pending: the shard had not been written for recentSweep
+		// minutes (or a Retry moved the part back meanwhile). Write it
+		// with the stale counters the read found.
+		old, nowMS, ok, err := st.giveUpShard(ctx, jobID, part, staleMinutes(sh, shardCounterPrefix, minuteOf(st.nowMS())), false)
+		if err != nil {
+			return c, false, err
+		}
+		if !ok {
+			return c, true, nil
+		}
+		c, err := st.gaveUp(ctx, jobID, part, info, s, old, nowMS)
+		return c, false, err
+	}
 	c.Duplicate = true
 	c.Done = !j.groupsLeft
 	// A GiveUp whose process died between steps 1 and 3 left the part
@@ -141,10 +198,6 @@ func (st *Store) giveUp(ctx context.Context, jobID string, part int64, info back
 	// repairAfter (so a live GiveUp, which counts within milliseconds, is
 	// never overtaken: see convert).
 	if !nsContains(j.raw, attrGivenUp, part) {
-		sh, err := st.getItem(ctx, shardKey(jobID, s), "#gu, #parts, #t", names(attrGU, attrParts, attrT))
-		if err != nil {
-			return c, false, err
-		}
 		t, _ := getNum(sh, attrT)
 		if nsContains(sh, attrGU, off) && st.nowMS()-t >= st.repairAfter.Milliseconds() {
 			failed, _, err := st.countGivenUp(ctx, jobID, part)
@@ -152,34 +205,33 @@ func (st *Store) giveUp(ctx context.Context, jobID string, part int64, info back
 				return c, false, err
 			}
 			c.Failed = failed
-		} else if nsContains(sh, attrParts, off) {
-			// Pending after all: Retry moved it back since step 1 was
-			// refused (or the shard is marked failed while the job is
-			// being revived): try again.
-			return c, true, nil
 		}
 	}
 	return c, false, nil
 }
 
-// gaveUp finishes a GiveUp whose shard write (step 1) succeeded: steps 2 to
-// 4. emptied: that write emptied shard s.
-func (st *Store) gaveUp(ctx context.Context, jobID string, part int64, info backends.GiveUpInfo, emptied bool, s int64) (backends.Completion, error) {
+// gaveUp finishes a GiveUp whose shard write (step 1) succeeded at nowMS
+// (old: the shard before it): steps 2 to 4.
+func (st *Store) gaveUp(ctx context.Context, jobID string, part int64, info backends.GiveUpInfo, s int64, old item, nowMS int64) (backends.Completion, error) {
 	var c backends.Completion
+	expires, _ := getNum(old, attrExpires)
 	// The part has ended: whatever fails below, the emptied shard is
 	// still propagated, so that the job can end.
 	_, detailsErr := st.db.PutItem(ctx, &ddb.PutItemInput{
 		TableName: aws.String(st.table),
-		Item:      detailsItem(jobID, part, info),
+		Item:      detailsItem(jobID, part, info, expires),
 	})
 	failed, j, countErr := st.countGivenUp(ctx, jobID, part)
 	if j != nil {
 		c.ReduceSent = j.reduceSent
 	}
 	c.Failed = failed
-	if emptied {
+	if pending, _ := getNS(old, attrParts); len(pending) == 1 {
+		w := minuteOf(nowMS)
+		cs := countersOf(old, shardCounterPrefix).inWindow(w)
+		cs[w]++
 		var err error
-		c.Finisher, c.Done, err = st.propagate(ctx, jobID, s)
+		c.Finisher, c.Done, err = st.propagate(ctx, &jobCtx{id: jobID}, s, nowMS, cs)
 		if err != nil {
 			return c, err
 		}
@@ -218,14 +270,15 @@ var errIndexFull = errors.New("the job item's given-up index is full")
 // errIndexFull: the set holds wpGivenUpMax parts, not part, and has no
 // room for it.
 func (st *Store) addGivenUp(ctx context.Context, jobID string, part int64) (failed bool, j *jobItem, err error) {
+	nm, vals := names(attrGivenUp, attrGivenUpMax), item{":p": numSet(part), ":pv": num(part)}
 	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
 		TableName:        aws.String(st.table),
 		Key:              key(jobID),
 		UpdateExpression: aws.String("ADD #wpGivenUp :p"),
-		ConditionExpression: aws.String(isJob + " AND (attribute_not_exists(#wpGivenUpMax) OR attribute_not_exists(#wpGivenUp)" +
+		ConditionExpression: aws.String(isJobCond(nm, vals, st.nowMS()) + " AND (attribute_not_exists(#wpGivenUpMax) OR attribute_not_exists(#wpGivenUp)" +
 			" OR contains(#wpGivenUp, :pv) OR size(#wpGivenUp) < #wpGivenUpMax)"),
-		ExpressionAttributeNames:  names(attrGivenUp, attrGivenUpMax, attrTotal, attrCreating),
-		ExpressionAttributeValues: item{":p": numSet(part), ":pv": num(part)},
+		ExpressionAttributeNames:  nm,
+		ExpressionAttributeValues: vals,
 		ReturnValues:              types.ReturnValueAllNew,
 	})
 	if isCondFailed(err) {
@@ -272,7 +325,11 @@ func (st *Store) giveUpLegacy(ctx context.Context, j *jobItem, part int64, info 
 	if !u.recorded && j2 != nil {
 		st.noteFirstPartFrom(ctx, j2) // the set still holds 0 or N, if either tells
 	}
-	if _, err := st.db.PutItem(ctx, &ddb.PutItemInput{TableName: aws.String(st.table), Item: detailsItem(j.id, part, info)}); err != nil {
+	expires := j.expires
+	if j2 != nil {
+		expires = j2.expires
+	}
+	if _, err := st.db.PutItem(ctx, &ddb.PutItemInput{TableName: aws.String(st.table), Item: detailsItem(j.id, part, info, expires)}); err != nil {
 		return c, st.wrap("record the details of the given-up part", err)
 	}
 	if nsLen(u.attrs, attrParts) == 0 {
@@ -299,9 +356,16 @@ func (st *Store) giveUpLegacy(ctx context.Context, j *jobItem, part int64, info 
 // counted is waited for; if its shard has not been written for repairAfter,
 // its GiveUp died before counting it, and it is counted here.
 //
+// A conversion ends the part again: the shard's write counts it (and sets
+// t) when the shard still has pending parts, so that Status finds it there;
+// in a shard that has emptied, which no read of the job's progress reaches
+// any more, the job item's write (uncount) counts it and sets wpEnded. sh is
+// the shard as last read, for the stale counters.
+//
 // converted is false when the part was not given up on its shard; pending
 // is true when it is pending (a Retry moved it back).
-func (st *Store) convert(ctx context.Context, jobID string, part int64, counted bool) (converted, pending bool, err error) {
+func (st *Store) convert(ctx context.Context, jc *jobCtx, part int64, sh item, counted bool) (converted, pending bool, err error) {
+	jobID := jc.id
 	s, off := part/shardSize, part%shardSize
 	deadline := time.Now().Add(retryLease + st.repairAfter + 5*time.Second)
 	wait := func() error {
@@ -310,6 +374,7 @@ func (st *Store) convert(ctx context.Context, jobID string, part int64, counted 
 		}
 		return sleep(ctx, retryWaitStep)
 	}
+	var nowMS int64
 	for {
 		if !counted {
 			it, err := st.getItem(ctx, jobID, "#wpGivenUp", names(attrGivenUp))
@@ -319,8 +384,7 @@ func (st *Store) convert(ctx context.Context, jobID string, part int64, counted 
 			counted = nsContains(it, attrGivenUp, part)
 		}
 		if !counted {
-			sh, err := st.getItem(ctx, shardKey(jobID, s), "", nil)
-			if err != nil {
+			if sh, err = st.getItem(ctx, shardKey(jobID, s), "", nil); err != nil {
 				return false, false, err
 			}
 			switch {
@@ -340,14 +404,23 @@ func (st *Store) convert(ctx context.Context, jobID string, part int64, counted 
 			}
 			counted = true
 		}
-		now := st.nowMS()
+		nowMS = st.nowMS()
+		w := minuteOf(nowMS)
+		t := tally{prefix: shardCounterPrefix, w: w, stale: staleMinutes(sh, shardCounterPrefix, w)}
+		if _, left := sh[attrParts]; left {
+			t.add = counters{w: 1}
+		}
+		u := newUpdate().name(attrGU, attrT, attrFailed, attrRetryExp).
+			Delete("#gu :p").Set("#t = :now").
+			val(":p", numSet(off)).val(":pv", num(off)).val(":now", num(nowMS)).
+			counts(t)
 		_, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
 			TableName:                 aws.String(st.table),
 			Key:                       key(shardKey(jobID, s)),
-			UpdateExpression:          aws.String("DELETE #gu :p SET #t = :now"),
+			UpdateExpression:          aws.String(u.String()),
 			ConditionExpression:       aws.String("contains(#gu, :pv) AND attribute_not_exists(#f) AND (attribute_not_exists(#rx) OR #rx < :now)"),
-			ExpressionAttributeNames:  names(attrGU, attrT, attrFailed, attrRetryExp),
-			ExpressionAttributeValues: item{":p": numSet(off), ":pv": num(off), ":now": num(now)},
+			ExpressionAttributeNames:  u.names,
+			ExpressionAttributeValues: u.vals,
 		})
 		if err == nil {
 			break
@@ -355,8 +428,7 @@ func (st *Store) convert(ctx context.Context, jobID string, part int64, counted 
 		if !isCondFailed(err) {
 			return false, false, st.wrap("update shard", err)
 		}
-		sh, err := st.getItem(ctx, shardKey(jobID, s), "", nil)
-		if err != nil {
+		if sh, err = st.getItem(ctx, shardKey(jobID, s), "", nil); err != nil {
 			return false, false, err
 		}
 		switch {
@@ -372,7 +444,16 @@ func (st *Store) convert(ctx context.Context, jobID string, part int64, counted 
 			return false, false, err
 		}
 	}
-	if _, err := st.uncount(ctx, jobID, []int64{part}); err != nil {
+	var jt *tally
+	if _, left := sh[attrParts]; !left {
+		j, err := st.jobOf(ctx, jc)
+		if err != nil {
+			return true, false, err
+		}
+		w := minuteOf(nowMS)
+		jt = &tally{prefix: jobCounterPrefix, w: w, add: counters{w: 1}, stale: staleMinutes(j.raw, jobCounterPrefix, w)}
+	}
+	if _, err := st.uncount(ctx, jobID, []int64{part}, jt, nowMS); err != nil {
 		return true, false, err
 	}
 	return true, false, nil
@@ -381,15 +462,22 @@ func (st *Store) convert(ctx context.Context, jobID string, part int64, counted 
 // uncount removes parts from the job item's wpGivenUp index and deletes
 // their details, after their shards stopped holding them as given up. It
 // is best effort: a failure leaves the index counting parts that are no
-// longer given up (see doc.go), never the reverse.
-func (st *Store) uncount(ctx context.Context, jobID string, parts []int64) (item, error) {
+// longer given up (see doc.go), never the reverse. jt, when set, counts a
+// conversion on the job item (see convert), which then last saw a part end
+// at endMS.
+func (st *Store) uncount(ctx context.Context, jobID string, parts []int64, jt *tally, endMS int64) (item, error) {
+	u := newUpdate().name(attrGivenUp).Delete("#wpGivenUp :p").val(":p", numSet(parts...))
+	if jt != nil {
+		u.name(attrEnded).Set("#wpEnded = :end").val(":end", num(endMS)).counts(*jt)
+	}
+	cond := isJobCond(u.names, u.vals, st.nowMS())
 	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
 		TableName:                 aws.String(st.table),
 		Key:                       key(jobID),
-		UpdateExpression:          aws.String("DELETE #wpGivenUp :p"),
-		ConditionExpression:       aws.String(isJob),
-		ExpressionAttributeNames:  names(attrGivenUp, attrTotal, attrCreating),
-		ExpressionAttributeValues: item{":p": numSet(parts...)},
+		UpdateExpression:          aws.String(u.String()),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  u.names,
+		ExpressionAttributeValues: u.vals,
 		ReturnValues:              types.ReturnValueAllNew,
 	})
 	if err != nil && !isCondFailed(err) {
@@ -615,15 +703,31 @@ func (st *Store) retryWP(ctx context.Context, j *jobItem, want []int64) ([]int64
 	if !ok {
 		return nil, backends.ErrJobFailed
 	}
-	// 4. The groups.
+	// 4. The groups. A group that had emptied handed its counters to the
+	// job item: pending again, it would count them twice, so they go
+	// (the groups a Retry puts back are few: read them for their names).
+	var emptiedGroups []string
 	for _, g := range groups {
+		if !nsContains(j.raw, attrGroups, g) {
+			emptiedGroups = append(emptiedGroups, groupKey(jobID, g))
+		}
+	}
+	grps, err := st.getMany(ctx, emptiedGroups)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range groups {
+		u := newUpdate().name(attrLeft, attrID).Add("#left :s").val(":s", numSet(groupShards[g]...))
+		for m := range countersOf(grps[groupKey(jobID, g)], shardCounterPrefix) {
+			u.Remove(counterName(shardCounterPrefix, m))
+		}
 		if _, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
 			TableName:                 aws.String(st.table),
 			Key:                       key(groupKey(jobID, g)),
-			UpdateExpression:          aws.String("ADD #left :s SET #t = :now"),
+			UpdateExpression:          aws.String(u.String()),
 			ConditionExpression:       aws.String("attribute_exists(#id)"),
-			ExpressionAttributeNames:  names(attrLeft, attrT, attrID),
-			ExpressionAttributeValues: item{":s": numSet(groupShards[g]...), ":now": num(st.nowMS())},
+			ExpressionAttributeNames:  u.names,
+			ExpressionAttributeValues: u.vals,
 		}); err != nil {
 			return nil, st.wrap("put the shards back in group "+groupKey(jobID, g), err)
 		}
@@ -633,13 +737,24 @@ func (st *Store) retryWP(ctx context.Context, j *jobItem, want []int64) ([]int64
 		if len(move[s]) == 0 {
 			continue
 		}
+		// t stays: a retry ends no part. A shard that had emptied
+		// handed its counters to its group: they go, as the group's
+		// above.
+		u := newUpdate().name(attrGU, attrParts, attrRetry, attrRetryExp).
+			Delete("#gu :p").Add("#parts :p").Remove("#r", "#rx").
+			val(":p", numSet(move[s]...)).val(":tok", str(tok))
+		if sh := items[shardKey(jobID, s)]; sh[attrParts] == nil {
+			for m := range countersOf(sh, shardCounterPrefix) {
+				u.Remove(counterName(shardCounterPrefix, m))
+			}
+		}
 		_, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
 			TableName:                 aws.String(st.table),
 			Key:                       key(shardKey(jobID, s)),
-			UpdateExpression:          aws.String("DELETE #gu :p ADD #parts :p SET #t = :now REMOVE #r, #rx"),
+			UpdateExpression:          aws.String(u.String()),
 			ConditionExpression:       aws.String("#r = :tok"),
-			ExpressionAttributeNames:  names(attrGU, attrParts, attrT, attrRetry, attrRetryExp),
-			ExpressionAttributeValues: item{":p": numSet(move[s]...), ":tok": str(tok), ":now": num(st.nowMS())},
+			ExpressionAttributeNames:  u.names,
+			ExpressionAttributeValues: u.vals,
 		})
 		if isCondFailed(err) {
 			return nil, fmt.Errorf("retry lost its hold on shard %s (it took over %v): run it again", shardKey(jobID, s), retryLease)
@@ -651,7 +766,7 @@ func (st *Store) retryWP(ctx context.Context, j *jobItem, want []int64) ([]int64
 	}
 	release()
 	// 6. The index, and the tolerance.
-	after, err := st.uncount(ctx, jobID, moved)
+	after, err := st.uncount(ctx, jobID, moved, nil, 0)
 	if err != nil {
 		return moved, err
 	}
@@ -777,7 +892,8 @@ func (st *Store) uncountDetails(ctx context.Context, jobID string, parts []int64
 }
 
 // updateShards runs one conditional UpdateItem on each of keys, batchWorkers
-// at a time; a condition failure is not an error.
+// at a time; a condition failure is not an error, and a write refused for
+// throughput is tried again (whileThrottled).
 func (st *Store) updateShards(ctx context.Context, keys []string, update, cond string, nm map[string]string, vals item) error {
 	ctx2, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -798,8 +914,12 @@ func (st *Store) updateShards(ctx context.Context, keys []string, update, cond s
 				if len(vals) > 0 {
 					in.ExpressionAttributeValues = vals
 				}
-				if _, err := st.db.UpdateItem(ctx2, in); err != nil && !isCondFailed(err) {
-					cancel(st.wrap("update shard "+k, err))
+				err := whileThrottled(ctx2, func() error {
+					_, err := st.db.UpdateItem(ctx2, in)
+					return err
+				})
+				if err != nil && !isCondFailed(err) {
+					cancel(st.wrap("update "+k, err))
 					return
 				}
 			}

@@ -56,6 +56,16 @@ const (
 	attrRetry    = "r"  // S: the token of the wp retry holding the shard
 	attrRetryExp = "rx" // N: when that hold runs out (unix ms)
 
+	// Progress, expiry and listing (see doc.go).
+	attrExpires    = "wpExpires"    // N: every item of a job: when it expires (unix seconds; the table's time to live)
+	attrEnded      = "wpEnded"      // N: job item: when a part last ended, as of the last group that emptied (unix ms)
+	attrBatch      = "wpBatch"      // N: job item: Job.Batch, when set
+	attrBatchBytes = "wpBatchBytes" // N: job item: Job.BatchBytes, when set
+	attrList       = "wpList"       // S: job items only: "jobs", the hash key of the wp-jobs index
+	attrListed     = "wpListed"     // N: job items only: the range key: created (unix ms), 0 for other tools' jobs
+	// Details items.
+	attrReason = "reason"
+
 	deletingToken = "deleting"
 )
 
@@ -204,6 +214,11 @@ type jobItem struct {
 	tolFailed bool
 	rof       bool
 	digest    string
+	// progress, expiry, listing
+	expires           int64 // unix seconds, 0: never
+	ended             int64 // wpEnded, unix ms
+	batch, batchBytes int64
+	listed            bool // the index keys are on the item
 }
 
 // parseJob reads a job item. ok is false for anything that is not one (no
@@ -246,7 +261,19 @@ func parseJob(it item) (*jobItem, bool) {
 	j.tolFailed = getBool(it, attrTolFailed)
 	j.rof = getBool(it, attrROF)
 	j.digest = getStr(it, attrDigest)
+	j.expires, _ = getNum(it, attrExpires)
+	j.ended, _ = getNum(it, attrEnded)
+	j.batch, _ = getNum(it, attrBatch)
+	j.batchBytes, _ = getNum(it, attrBatchBytes)
+	_, j.listed = it[attrList]
 	return j, true
+}
+
+// expired says whether the job's expiry has passed at now (unix ms): a job
+// is gone from its expiry second on, whatever the table's time to live has
+// deleted yet.
+func (j *jobItem) expired(nowMS int64) bool {
+	return j.expires > 0 && nowMS >= j.expires*1000
 }
 
 // errorText renders a legacy error attribute of any type (the Python library

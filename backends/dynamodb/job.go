@@ -43,8 +43,11 @@ func (st *Store) getJob(ctx context.Context, id string) (*jobItem, error) {
 		return nil, err
 	}
 	j, ok := parseJob(it)
-	if !ok || !j.visible() {
+	if !ok || !j.visible() || j.expired(st.nowMS()) {
 		return nil, backends.ErrNotFound
+	}
+	if !j.legacy {
+		st.totals.put(id, j.total)
 	}
 	return j, nil
 }
@@ -68,6 +71,14 @@ func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
 	shards := ceilDiv(job.Total, shardSize)
 	groups := ceilDiv(shards, groupSize)
 	token := uuid.NewString()
+	// The job is created now: its expiry counts from here, and the same
+	// time is its created (and its place in the wp-jobs index) once it is
+	// visible.
+	created := st.nowMS()
+	var expires int64
+	if job.ExpireAfter > 0 {
+		expires = backends.ExpirySecond(time.UnixMilli(created).Add(job.ExpireAfter)).Unix()
+	}
 
 	jobItem := func(extent int64) item {
 		it := item{
@@ -97,6 +108,15 @@ func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
 		}
 		if job.Digest != "" {
 			it[attrDigest] = str(job.Digest)
+		}
+		if expires > 0 {
+			it[attrExpires] = num(expires)
+		}
+		if job.Batch > 0 {
+			it[attrBatch] = num(int64(job.Batch))
+		}
+		if job.BatchBytes > 0 {
+			it[attrBatchBytes] = num(int64(job.BatchBytes))
 		}
 		if job.Tolerance != (backends.Tolerance{}) {
 			// Last: the room left by everything above.
@@ -132,6 +152,38 @@ func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
 			continue // deleted meanwhile
 		}
 		old, ok := parseJob(it)
+		if ok && old.visible() && old.expired(st.nowMS()) {
+			// An expired job is gone: its id is free. Take the item
+			// over (on condition that it is still that job, with the
+			// same expiry), and clean what the old job left as Delete
+			// would: its shards and groups beyond the new job's are
+			// deleted by writeJob (extent), those within it rewritten,
+			// the details of its given-up parts deleted here.
+			ext := max(shards, old.extent, old.shards)
+			_, err = st.db.PutItem(ctx, &ddb.PutItemInput{
+				TableName:                 aws.String(st.table),
+				Item:                      jobItem(ext),
+				ConditionExpression:       aws.String("#wpExpires = :oldExp AND attribute_not_exists(#creating)"),
+				ExpressionAttributeNames:  names(attrExpires, attrCreating),
+				ExpressionAttributeValues: item{":oldExp": num(old.expires)},
+			})
+			if isCondFailed(err) {
+				continue // changed meanwhile: look again
+			}
+			if err != nil {
+				st.releaseLease(ctx, job.ID, token)
+				return st.wrap("create job "+job.ID, err)
+			}
+			gaveUp, _ := getNS(old.raw, attrGivenUp)
+			if err := st.writeRange(ctx, 0, int64(len(gaveUp)), func(i int64) types.WriteRequest {
+				return types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: key(detailsKey(job.ID, gaveUp[i]))}}
+			}); err != nil {
+				st.releaseLease(ctx, job.ID, token)
+				return fmt.Errorf("delete what the expired job left: %w", err)
+			}
+			oldExtent = ext
+			break
+		}
 		if !ok || old.visible() {
 			return backends.ErrExists
 		}
@@ -156,11 +208,12 @@ func (st *Store) CreateJob(ctx context.Context, job backends.Job) error {
 		}
 	}
 
-	err := st.writeJob(ctx, job.ID, token, job.Total, shards, groups, oldExtent)
+	err := st.writeJob(ctx, job.ID, token, job.Total, shards, groups, oldExtent, created, expires)
 	if err != nil {
 		st.releaseLease(ctx, job.ID, token)
 		return err
 	}
+	st.totals.put(job.ID, job.Total)
 	return nil
 }
 
@@ -184,9 +237,10 @@ func (st *Store) releaseLease(ctx context.Context, id, token string) {
 
 var errLostLease = fmt.Errorf("another CreateJob took the job over while this one was writing it: %w", backends.ErrExists)
 
-// writeJob writes the shard and group items under a renewed lease and makes
-// the job visible.
-func (st *Store) writeJob(ctx context.Context, id, token string, total, shards, groups, oldExtent int64) error {
+// writeJob writes the shard and group items (with the job's expiry, unix
+// seconds, when it has one) under a renewed lease and makes the job visible,
+// created at created (unix ms) and listed in the wp-jobs index.
+func (st *Store) writeJob(ctx context.Context, id, token string, total, shards, groups, oldExtent, created, expires int64) error {
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	renewDone := make(chan struct{})
@@ -244,12 +298,20 @@ func (st *Store) writeJob(ctx context.Context, id, token string, total, shards, 
 		if n := total - s*shardSize; n < shardSize {
 			parts = rangeSet(n)
 		}
-		return types.WriteRequest{PutRequest: &types.PutRequest{Item: item{attrID: str(shardKey(id, s)), attrParts: parts}}}
+		it := item{attrID: str(shardKey(id, s)), attrParts: parts}
+		if expires > 0 {
+			it[attrExpires] = num(expires)
+		}
+		return types.WriteRequest{PutRequest: &types.PutRequest{Item: it}}
 	})
 	if err == nil {
 		err = st.writeRange(wctx, 0, groups, func(g int64) types.WriteRequest {
 			n := min(shards-g*groupSize, groupSize)
-			return types.WriteRequest{PutRequest: &types.PutRequest{Item: item{attrID: str(groupKey(id, g)), attrLeft: rangeSet(n)}}}
+			it := item{attrID: str(groupKey(id, g)), attrLeft: rangeSet(n)}
+			if expires > 0 {
+				it[attrExpires] = num(expires)
+			}
+			return types.WriteRequest{PutRequest: &types.PutRequest{Item: it}}
 		})
 	}
 	if err != nil {
@@ -263,10 +325,10 @@ func (st *Store) writeJob(ctx context.Context, id, token string, total, shards, 
 	_, err = st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
 		TableName:                 aws.String(st.table),
 		Key:                       key(id),
-		UpdateExpression:          aws.String("SET #created = :now, #extent = :ext REMOVE #creating, #lease"),
+		UpdateExpression:          aws.String("SET #created = :created, #extent = :ext, #wpList = :jobs, #wpListed = :created REMOVE #creating, #lease"),
 		ConditionExpression:       aws.String("#creating = :tok"),
-		ExpressionAttributeNames:  names(attrCreated, attrExtent, attrCreating, attrLease),
-		ExpressionAttributeValues: item{":now": num(st.nowMS()), ":ext": num(shards), ":tok": str(token)},
+		ExpressionAttributeNames:  names(attrCreated, attrExtent, attrCreating, attrLease, attrList, attrListed),
+		ExpressionAttributeValues: item{":created": num(created), ":ext": num(shards), ":tok": str(token), ":jobs": str(listKey)},
 	})
 	if isCondFailed(err) {
 		return errLostLease
@@ -331,7 +393,7 @@ func (st *Store) batchWrite(ctx context.Context, reqs []types.WriteRequest) erro
 	backoff := 20 * time.Millisecond
 	for round := 0; len(reqs) > 0; round++ {
 		if round == 12 {
-			return fmt.Errorf("batch write: %d items still unprocessed after %d rounds (table throttled?)", len(reqs), round)
+			return fmt.Errorf("batch write: %d items still unprocessed after %d rounds: %w", len(reqs), round, backends.ErrThrottled)
 		}
 		if round > 0 {
 			if err := sleep(ctx, backoff); err != nil {
@@ -374,9 +436,10 @@ func (st *Store) Delete(ctx context.Context, jobID string) error {
 		return err
 	}
 	j, ok := parseJob(it)
-	if !ok || (!j.visible() && j.lease > st.nowMS() && j.creating != deletingToken) {
+	if !ok || (!j.visible() && j.lease > st.nowMS() && j.creating != deletingToken) || (j.visible() && j.expired(st.nowMS())) {
 		return backends.ErrNotFound
 	}
+	st.totals.drop(jobID)
 	// The details of given-up parts: the index lists them (a detail
 	// item a crash left behind for a part it does not list is left).
 	gaveUp, _ := getNS(j.raw, attrGivenUp)
@@ -400,9 +463,9 @@ func (st *Store) Delete(ctx context.Context, jobID string) error {
 	_, err = st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
 		TableName:                 aws.String(st.table),
 		Key:                       key(jobID),
-		UpdateExpression:          aws.String("SET #creating = :del, #lease = :lease"),
+		UpdateExpression:          aws.String("SET #creating = :del, #lease = :lease REMOVE #wpList, #wpListed"),
 		ConditionExpression:       aws.String("attribute_exists(#id) AND (attribute_not_exists(#creating) OR #creating = :del OR #lease < :now)"),
-		ExpressionAttributeNames:  names(attrID, attrCreating, attrLease),
+		ExpressionAttributeNames:  names(attrID, attrCreating, attrLease, attrList, attrListed),
 		ExpressionAttributeValues: item{":del": str(deletingToken), ":lease": num(st.nowMS() + st.lease.Milliseconds()), ":now": num(st.nowMS())},
 	})
 	if isCondFailed(err) {

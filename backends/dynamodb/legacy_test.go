@@ -190,9 +190,11 @@ func TestWPJob_LegacyFlagsIgnored(t *testing.T) {
 }
 
 // TestLayout1 reads and completes a job written by the previous layout
-// (wp 1: no parts guard, wp's reduce flag in reduceSent).
+// (wp 1: no parts guard, wp's reduce flag in reduceSent), on the table wp 1
+// worked on: watchbot's, without the wp-jobs index (UpgradeTable guards the
+// layout 1 jobs of a table it gives the index: TestUpgradeTable).
 func TestLayout1(t *testing.T) {
-	st, _ := newTable(t)
+	st, _ := newWatchbotTable(t)
 	ctx := testCtx(t)
 	for _, id := range []string{"v1", "v1-sent"} {
 		if err := st.CreateJob(ctx, backends.Job{ID: id, Total: 300}); err != nil {
@@ -257,7 +259,7 @@ func TestLayout1(t *testing.T) {
 func setRaw(t *testing.T, st *Store, id, update string, vals item) {
 	t.Helper()
 	nm := map[string]string{}
-	for _, n := range []string{attrReduceSent, attrMetadata, attrWP, attrParts} {
+	for _, n := range []string{attrReduceSent, attrMetadata, attrWP, attrParts, attrCreated, attrList, attrListed, attrExpires} {
 		if contains(update, "#"+n) {
 			nm["#"+n] = n
 		}

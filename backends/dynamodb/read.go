@@ -13,26 +13,230 @@ import (
 	"github.com/wp-tools/wp/backends"
 )
 
-// Status reads the job item and, for a wp job, its pending groups and their
-// pending shards (BatchGetItem, 100 keys a call, in parallel): Remaining is
-// exact.
-func (st *Store) Status(ctx context.Context, jobID string) (backends.Status, error) {
-	j, err := st.getJob(ctx, jobID)
-	if err != nil {
-		return backends.Status{}, err
-	}
-	rem, err := st.remaining(ctx, []*jobItem{j})
-	if err != nil {
-		return backends.Status{}, err
-	}
-	return st.toStatus(ctx, j, rem[j.id])
+// reads shapes and meters the reads of one call: strongly consistent, or
+// eventually consistent (half the read units) when the caller allows stale
+// reads (backends.AllowStale), and the read units they consumed
+// (ReturnConsumedCapacity TOTAL), for Status.ReadUnits.
+type reads struct {
+	consistent bool
+	mu         sync.Mutex
+	units      float64
 }
 
-func (st *Store) toStatus(ctx context.Context, j *jobItem, remaining int64) (backends.Status, error) {
+func newReads(ctx context.Context) *reads {
+	return &reads{consistent: !backends.StaleAllowed(ctx)}
+}
+
+func (r *reads) add(cc ...types.ConsumedCapacity) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range cc {
+		if c.CapacityUnits != nil {
+			r.units += *c.CapacityUnits
+		}
+	}
+}
+
+func (r *reads) total() float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.units
+}
+
+// consistentRead: nil reads are the strongly consistent, unmetered reads
+// of writers.
+func (r *reads) consistentRead() bool { return r == nil || r.consistent }
+
+// readItem reads one item as r says; nil when absent.
+func (st *Store) readItem(ctx context.Context, id string, r *reads) (item, error) {
+	in := &ddb.GetItemInput{TableName: aws.String(st.table), Key: key(id), ConsistentRead: aws.Bool(r.consistentRead())}
+	if r != nil {
+		in.ReturnConsumedCapacity = types.ReturnConsumedCapacityTotal
+	}
+	out, err := st.db.GetItem(ctx, in)
+	if err != nil {
+		return nil, st.wrap("read "+id, err)
+	}
+	if out.ConsumedCapacity != nil {
+		r.add(*out.ConsumedCapacity)
+	}
+	return out.Item, nil
+}
+
+// readJob is getJob for the readers (Status, Peek), as r says.
+func (st *Store) readJob(ctx context.Context, id string, r *reads) (*jobItem, error) {
+	if id == "" {
+		return nil, fmt.Errorf("job id is empty: %w", backends.ErrNotFound)
+	}
+	it, err := st.readItem(ctx, id, r)
+	if err != nil {
+		return nil, err
+	}
+	j, ok := parseJob(it)
+	if !ok || !j.visible() || j.expired(st.nowMS()) {
+		return nil, backends.ErrNotFound
+	}
+	if !j.legacy {
+		st.totals.put(id, j.total)
+	}
+	return j, nil
+}
+
+// Status reads the job item, then its pending groups, then only their
+// pending shards (BatchGetItem, 100 keys a call, in parallel): Remaining is
+// exact, LastEnded the latest end any of them saw, RecentEnded the sum of
+// their counters of the window. Eventually consistent with AllowStale.
+func (st *Store) Status(ctx context.Context, jobID string) (backends.Status, error) {
+	r := newReads(ctx)
+	j, err := st.readJob(ctx, jobID, r)
+	if err != nil {
+		return backends.Status{}, err
+	}
+	p, err := st.progressOf(ctx, []*jobItem{j}, r, true)
+	if err != nil {
+		return backends.Status{}, err
+	}
+	s, err := st.toStatus(ctx, j, p[j.id], statusWrites)
+	s.ReadUnits = r.total()
+	return s, err
+}
+
+// progress is what a read of a job's items says of its parts.
+type progress struct {
+	remaining int64
+	estimated bool
+	ended     int64    // unix ms: the latest end the items read saw
+	cs        counters // every counter read
+	counted   bool     // every counter of the job was read: the recent count is exact
+}
+
+// jobProgress is what the job item alone says: exact for a legacy job and a
+// finished wp job, an estimate from its groups otherwise.
+func jobProgress(j *jobItem, partial bool) *progress {
+	if j.legacy {
+		return &progress{remaining: nsLen(j.raw, attrParts)}
+	}
+	p := &progress{ended: j.ended, cs: countersOf(j.raw, jobCounterPrefix), counted: !j.groupsLeft && !partial}
+	if j.groupsLeft {
+		gs, _ := getNS(j.raw, attrGroups)
+		p.remaining = min(j.total, max(1, int64(len(gs))*j.groupSize*j.shardSize))
+		p.estimated = true
+	}
+	return p
+}
+
+// progressOf reads the pending groups of the wp jobs among jobs (batching
+// the keys of all of them), and with shards their pending shards too:
+// Remaining is then exact, otherwise estimated from the groups (each shard a
+// group lists as pending counted whole). Legacy jobs count their parts set.
+// partial items (the wp-jobs index's projection) lack the job's counters.
+func (st *Store) progressOf(ctx context.Context, jobs []*jobItem, r *reads, shards bool) (map[string]*progress, error) {
+	return st.progressOfItems(ctx, jobs, r, shards, false)
+}
+
+func (st *Store) progressOfItems(ctx context.Context, jobs []*jobItem, r *reads, shards, partial bool) (map[string]*progress, error) {
+	out := make(map[string]*progress, len(jobs))
+	type ref struct {
+		j   *jobItem
+		key string
+		n   int64 // group or shard number
+	}
+	var groups []ref
+	for _, j := range jobs {
+		p := jobProgress(j, partial)
+		out[j.id] = p
+		if j.legacy || !j.groupsLeft {
+			continue
+		}
+		p.remaining = 0
+		gs, _ := getNS(j.raw, attrGroups)
+		for _, g := range gs {
+			groups = append(groups, ref{j, groupKey(j.id, g), g})
+		}
+	}
+	if len(groups) == 0 {
+		return out, nil
+	}
+	keys := make([]string, len(groups))
+	for i, g := range groups {
+		keys[i] = g.key
+	}
+	grps, err := st.getManyR(ctx, keys, r)
+	if err != nil {
+		return nil, err
+	}
+	var pending []ref
+	for _, g := range groups {
+		p, grp := out[g.j.id], grps[g.key]
+		if t, _ := getNum(grp, attrT); t > p.ended {
+			p.ended = t
+		}
+		p.cs.plus(countersOf(grp, shardCounterPrefix))
+		offs, _ := getNS(grp, attrLeft)
+		for _, off := range offs {
+			s := g.n*g.j.groupSize + off
+			pending = append(pending, ref{g.j, shardKey(g.j.id, s), s})
+		}
+	}
+	if !shards {
+		for _, s := range pending {
+			out[s.j.id].remaining += min(s.j.shardSize, s.j.total-s.n*s.j.shardSize)
+		}
+		for _, j := range jobs {
+			if p := out[j.id]; !j.legacy && j.groupsLeft && p.remaining < 1 {
+				p.remaining = 1 // a group emptying right now: Remaining is 0 only once the job says so
+			}
+		}
+		return out, nil
+	}
+	keys = make([]string, len(pending))
+	for i, s := range pending {
+		keys[i] = s.key
+	}
+	items, err := st.getManyR(ctx, keys, r)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range pending {
+		p, sh := out[s.j.id], items[s.key]
+		p.remaining += nsLen(sh, attrParts)
+		if t, _ := getNum(sh, attrT); t > p.ended {
+			p.ended = t
+		}
+		p.cs.plus(countersOf(sh, shardCounterPrefix))
+	}
+	for _, j := range jobs {
+		if p := out[j.id]; !j.legacy && j.groupsLeft {
+			p.estimated, p.counted = false, !partial
+		}
+	}
+	return out, nil
+}
+
+// writePolicy says which best-effort writes a read may make on the job item
+// it read (see toStatus).
+type writePolicy int
+
+const (
+	// noWrites: the item read is the index's projection, not the item.
+	noWrites writePolicy = iota
+	// listWrites: the numbering of a legacy job and the guard of a
+	// layout 1 job, as every listing always recorded them.
+	listWrites
+	// statusWrites: those, and the wp-jobs index keys of a job that lacks
+	// them (Peek, Status).
+	statusWrites
+)
+
+func (st *Store) toStatus(ctx context.Context, j *jobItem, p *progress, writes writePolicy) (backends.Status, error) {
 	s := backends.Status{
 		ID:         j.id,
 		Total:      j.total,
-		Remaining:  remaining,
+		Remaining:  p.remaining,
+		Estimated:  p.estimated,
 		Failed:     j.failed,
 		Error:      j.errMsg,
 		ReduceSent: j.reduceSent,
@@ -43,6 +247,17 @@ func (st *Store) toStatus(ctx context.Context, j *jobItem, remaining int64) (bac
 		ReduceOnFailure:   j.rof,
 		Digest:            j.digest,
 		FailedByTolerance: j.tolFailed,
+		Batch:             int(j.batch),
+		BatchBytes:        int(j.batchBytes),
+	}
+	if j.expires > 0 {
+		s.ExpiresAt = time.Unix(j.expires, 0)
+	}
+	if p.ended > 0 {
+		s.LastEnded = time.UnixMilli(p.ended)
+	}
+	if p.counted {
+		s.RecentEnded, s.RecentWindow = recentOf(p.cs, st.now(), j.created)
 	}
 	if m, ok := j.raw[attrMetadata]; ok {
 		b, err := avToJSON(m)
@@ -51,72 +266,26 @@ func (st *Store) toStatus(ctx context.Context, j *jobItem, remaining int64) (bac
 		}
 		s.Metadata = b
 	}
-	if _, guarded := j.raw[attrParts]; !j.legacy && !guarded {
-		st.guardLayout1(ctx, j.id)
+	wrote := false
+	if _, guarded := j.raw[attrParts]; !j.legacy && !guarded && writes >= listWrites {
+		st.guardLayout1(ctx, j)
+		wrote = true
 	}
 	if j.legacy {
 		var known bool
-		s.FirstPart, known = st.firstPart(ctx, j)
+		s.FirstPart, known = legacyFirstPart(j)
+		if _, recorded := j.raw[attrFirstPart]; known && !recorded && writes >= listWrites {
+			st.noteFirstPart(ctx, j.id, j.total, s.FirstPart)
+			wrote = true
+		}
 		s.EitherNumbering = !known
 	} else if j.created > 0 {
 		s.CreatedAt = time.UnixMilli(j.created)
 	}
+	if !wrote && writes >= statusWrites {
+		st.noteListed(ctx, j)
+	}
 	return s, nil
-}
-
-// remaining counts the pending parts of each job (by id). Legacy jobs count
-// their parts set; wp jobs read their pending groups, then those groups'
-// pending shards, batching the keys of all the jobs together.
-func (st *Store) remaining(ctx context.Context, jobs []*jobItem) (map[string]int64, error) {
-	rem := make(map[string]int64, len(jobs))
-	type ref struct {
-		j   *jobItem
-		key string
-		n   int64 // group or shard number
-	}
-	var groups []ref
-	for _, j := range jobs {
-		if j.legacy {
-			rem[j.id] = nsLen(j.raw, attrParts)
-			continue
-		}
-		rem[j.id] = 0
-		gs, _ := getNS(j.raw, attrGroups)
-		for _, g := range gs {
-			groups = append(groups, ref{j, groupKey(j.id, g), g})
-		}
-	}
-	if len(groups) == 0 {
-		return rem, nil
-	}
-	keys := make([]string, len(groups))
-	for i, r := range groups {
-		keys[i] = r.key
-	}
-	grps, err := st.getMany(ctx, keys)
-	if err != nil {
-		return nil, err
-	}
-	var shards []ref
-	for _, r := range groups {
-		offs, _ := getNS(grps[r.key], attrLeft)
-		for _, off := range offs {
-			s := r.n*r.j.groupSize + off
-			shards = append(shards, ref{r.j, shardKey(r.j.id, s), s})
-		}
-	}
-	keys = make([]string, len(shards))
-	for i, r := range shards {
-		keys[i] = r.key
-	}
-	items, err := st.getMany(ctx, keys)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range shards {
-		rem[r.j.id] += nsLen(items[r.key], attrParts)
-	}
-	return rem, nil
 }
 
 // pendingShards lists the keys of a wp job's shard items that its pending
@@ -145,6 +314,11 @@ func (st *Store) pendingShards(ctx context.Context, j *jobItem) ([]string, error
 // consistent, batchWorkers calls in flight). Missing items are absent from
 // the result.
 func (st *Store) getMany(ctx context.Context, ids []string) (map[string]item, error) {
+	return st.getManyR(ctx, ids, nil)
+}
+
+// getManyR is getMany with reads as r says.
+func (st *Store) getManyR(ctx context.Context, ids []string, r *reads) (map[string]item, error) {
 	out := make(map[string]item, len(ids))
 	var mu sync.Mutex
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -156,7 +330,7 @@ func (st *Store) getMany(ctx context.Context, ids []string) (map[string]item, er
 		go func() {
 			defer wg.Done()
 			for chunk := range chunks {
-				items, err := st.batchGet(ctx, chunk)
+				items, err := st.batchGet(ctx, chunk, r)
 				if err != nil {
 					cancel(err)
 					return
@@ -186,17 +360,17 @@ feed:
 }
 
 // batchGet reads up to 100 items, retrying unprocessed keys with backoff.
-func (st *Store) batchGet(ctx context.Context, ids []string) ([]item, error) {
+func (st *Store) batchGet(ctx context.Context, ids []string, r *reads) ([]item, error) {
 	keys := make([]item, len(ids))
 	for i, id := range ids {
 		keys[i] = key(id)
 	}
-	req := map[string]types.KeysAndAttributes{st.table: {Keys: keys, ConsistentRead: aws.Bool(true)}}
+	req := map[string]types.KeysAndAttributes{st.table: {Keys: keys, ConsistentRead: aws.Bool(r.consistentRead())}}
 	var items []item
 	backoff := 20 * time.Millisecond
 	for round := 0; len(req) > 0; round++ {
 		if round == 12 {
-			return nil, fmt.Errorf("batch get: keys still unprocessed after %d rounds (table throttled?)", round)
+			return nil, fmt.Errorf("batch get: keys still unprocessed after %d rounds: %w", round, backends.ErrThrottled)
 		}
 		if round > 0 {
 			if err := sleep(ctx, backoff); err != nil {
@@ -204,10 +378,15 @@ func (st *Store) batchGet(ctx context.Context, ids []string) ([]item, error) {
 			}
 			backoff = min(2*backoff, 5*time.Second)
 		}
-		out, err := st.db.BatchGetItem(ctx, &ddb.BatchGetItemInput{RequestItems: req})
+		in := &ddb.BatchGetItemInput{RequestItems: req}
+		if r != nil {
+			in.ReturnConsumedCapacity = types.ReturnConsumedCapacityTotal
+		}
+		out, err := st.db.BatchGetItem(ctx, in)
 		if err != nil {
 			return nil, st.wrap("batch get", err)
 		}
+		r.add(out.ConsumedCapacity...)
 		items = append(items, out.Responses[st.table]...)
 		req = out.UnprocessedKeys
 	}
@@ -263,61 +442,18 @@ func (st *Store) Pending(ctx context.Context, jobID string, fn func(part int64) 
 	return nil
 }
 
-// List scans the whole table page by page (1 MB a page, following
-// LastEvaluatedKey to the end), keeps the job items (wp's and legacy ones;
-// shard and group items have no total), and computes Remaining for each
-// page's jobs with batched reads. Memory is bounded by one page.
-func (st *Store) List(ctx context.Context, _ backends.ListOptions, fn func(backends.Status) error) error {
-	var start item
-	for {
-		out, err := st.db.Scan(ctx, &ddb.ScanInput{
-			TableName:                aws.String(st.table),
-			ConsistentRead:           aws.Bool(true),
-			ExclusiveStartKey:        start,
-			FilterExpression:         aws.String("attribute_exists(#total) AND attribute_not_exists(#creating)"),
-			ExpressionAttributeNames: names(attrTotal, attrCreating),
-		})
-		if err != nil {
-			return st.wrap("list jobs", err)
-		}
-		var jobs []*jobItem
-		for _, it := range out.Items {
-			if j, ok := parseJob(it); ok && j.visible() {
-				jobs = append(jobs, j)
-			}
-		}
-		rem, err := st.remaining(ctx, jobs)
-		if err != nil {
-			return err
-		}
-		for _, j := range jobs {
-			s, err := st.toStatus(ctx, j, rem[j.id])
-			if err != nil {
-				return err
-			}
-			if err := fn(s); err != nil {
-				return err
-			}
-		}
-		if len(out.LastEvaluatedKey) == 0 {
-			return nil
-		}
-		start = out.LastEvaluatedKey
-	}
-}
-
 // guardLayout1 adds the parts guard (see the package comment) to a job of
 // layout 1, which was written without it, so that old workers handed its
 // messages from now on fail as they do on a job of layout 2. One write,
 // once per job, by the first wp command that reads it; best effort, like
 // noteFirstPart. The job keeps layout 1's reduce flag.
-func (st *Store) guardLayout1(ctx context.Context, id string) {
+func (st *Store) guardLayout1(ctx context.Context, j *jobItem) {
 	st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
 		TableName:                 aws.String(st.table),
-		Key:                       key(id),
-		UpdateExpression:          aws.String("SET #parts = :guard"),
+		Key:                       key(j.id),
+		UpdateExpression:          aws.String("SET #parts = :guard, #wpList = :jobs, #wpListed = :at"),
 		ConditionExpression:       aws.String("attribute_exists(#wp) AND attribute_not_exists(#parts)"),
-		ExpressionAttributeNames:  names(attrParts, attrWP),
-		ExpressionAttributeValues: item{":guard": partsGuard},
+		ExpressionAttributeNames:  names(attrParts, attrWP, attrList, attrListed),
+		ExpressionAttributeValues: item{":guard": partsGuard, ":jobs": str(listKey), ":at": num(j.created)},
 	})
 }

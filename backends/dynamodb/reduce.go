@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -14,9 +15,14 @@ import (
 	"github.com/wp-tools/wp/backends"
 )
 
-// isJob is the condition that the key names a visible job item (wp's or a
-// legacy one): shard and group items have no total.
-const isJob = "attribute_exists(#total) AND attribute_not_exists(#creating)"
+// isJobCond is the condition that the key names a visible job item (wp's or
+// a legacy one: shard and group items have no total) that has not expired at
+// nowMS. It adds the names and values it uses to nm and vals.
+func isJobCond(nm map[string]string, vals item, nowMS int64) string {
+	nm["#total"] = attrTotal
+	nm["#creating"] = attrCreating
+	return "attribute_exists(#total) AND attribute_not_exists(#creating) AND " + liveCond(nm, vals, nowMS)
+}
 
 // updateJob runs one conditional UpdateItem on a job item. On a condition
 // failure it reads the job: ErrNotFound if it is gone, else (false, nil).
@@ -24,17 +30,20 @@ func (st *Store) updateJob(ctx context.Context, what, id, update, cond string, n
 	if id == "" {
 		return false, fmt.Errorf("%s: job id is empty: %w", what, backends.ErrNotFound)
 	}
-	nm["#total"] = attrTotal
-	nm["#creating"] = attrCreating
-	in := &ddb.UpdateItemInput{
-		TableName:                aws.String(st.table),
-		Key:                      key(id),
-		UpdateExpression:         aws.String(update),
-		ConditionExpression:      aws.String(isJob + cond),
-		ExpressionAttributeNames: nm,
+	nm, vals = maps.Clone(nm), maps.Clone(vals)
+	if nm == nil {
+		nm = map[string]string{}
 	}
-	if len(vals) > 0 {
-		in.ExpressionAttributeValues = vals
+	if vals == nil {
+		vals = item{}
+	}
+	in := &ddb.UpdateItemInput{
+		TableName:                 aws.String(st.table),
+		Key:                       key(id),
+		UpdateExpression:          aws.String(update),
+		ConditionExpression:       aws.String(isJobCond(nm, vals, st.nowMS()) + cond),
+		ExpressionAttributeNames:  nm,
+		ExpressionAttributeValues: vals,
 	}
 	_, err := st.db.UpdateItem(ctx, in)
 	if err == nil {
