@@ -356,11 +356,9 @@ func (st *Store) giveUpLegacy(ctx context.Context, j *jobItem, part int64, info 
 // counted is waited for; if its shard has not been written for repairAfter,
 // its GiveUp died before counting it, and it is counted here.
 //
-// A conversion ends the part again: the shard's write counts it (and sets
-// t) when the shard still has pending parts, so that Status finds it there;
-// in a shard that has emptied, which no read of the job's progress reaches
-// any more, the job item's write (uncount) counts it and sets wpEnded. sh is
-// the shard as last read, for the stale counters.
+// A conversion ends no part (the part had ended when it was given up), so
+// it adds no counter and leaves t and wpEnded, the last end, as they were.
+// sh is the shard as last read, for the stale counters its write sweeps.
 //
 // converted is false when the part was not given up on its shard; pending
 // is true when it is pending (a Retry moved it back).
@@ -404,14 +402,14 @@ func (st *Store) convert(ctx context.Context, jc *jobCtx, part int64, sh item, c
 			}
 			counted = true
 		}
+		// A given-up part completed ends no part (it had ended): the
+		// write adds no counter and leaves t, the last end, as it was;
+		// it still sweeps the counters out of the window.
 		nowMS = st.nowMS()
 		w := minuteOf(nowMS)
 		t := tally{prefix: shardCounterPrefix, w: w, stale: staleMinutes(sh, shardCounterPrefix, w)}
-		if _, left := sh[attrParts]; left {
-			t.add = counters{w: 1}
-		}
-		u := newUpdate().name(attrGU, attrT, attrFailed, attrRetryExp).
-			Delete("#gu :p").Set("#t = :now").
+		u := newUpdate().name(attrGU, attrFailed, attrRetryExp).
+			Delete("#gu :p").
 			val(":p", numSet(off)).val(":pv", num(off)).val(":now", num(nowMS)).
 			counts(t)
 		_, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
@@ -444,16 +442,7 @@ func (st *Store) convert(ctx context.Context, jc *jobCtx, part int64, sh item, c
 			return false, false, err
 		}
 	}
-	var jt *tally
-	if _, left := sh[attrParts]; !left {
-		j, err := st.jobOf(ctx, jc)
-		if err != nil {
-			return true, false, err
-		}
-		w := minuteOf(nowMS)
-		jt = &tally{prefix: jobCounterPrefix, w: w, add: counters{w: 1}, stale: staleMinutes(j.raw, jobCounterPrefix, w)}
-	}
-	if _, err := st.uncount(ctx, jobID, []int64{part}, jt, nowMS); err != nil {
+	if _, err := st.uncount(ctx, jobID, []int64{part}); err != nil {
 		return true, false, err
 	}
 	return true, false, nil
@@ -462,14 +451,9 @@ func (st *Store) convert(ctx context.Context, jc *jobCtx, part int64, sh item, c
 // uncount removes parts from the job item's wpGivenUp index and deletes
 // their details, after their shards stopped holding them as given up. It
 // is best effort: a failure leaves the index counting parts that are no
-// longer given up (see doc.go), never the reverse. jt, when set, counts a
-// conversion on the job item (see convert), which then last saw a part end
-// at endMS.
-func (st *Store) uncount(ctx context.Context, jobID string, parts []int64, jt *tally, endMS int64) (item, error) {
+// longer given up (see doc.go), never the reverse.
+func (st *Store) uncount(ctx context.Context, jobID string, parts []int64) (item, error) {
 	u := newUpdate().name(attrGivenUp).Delete("#wpGivenUp :p").val(":p", numSet(parts...))
-	if jt != nil {
-		u.name(attrEnded).Set("#wpEnded = :end").val(":end", num(endMS)).counts(*jt)
-	}
 	cond := isJobCond(u.names, u.vals, st.nowMS())
 	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
 		TableName:                 aws.String(st.table),
@@ -766,7 +750,7 @@ func (st *Store) retryWP(ctx context.Context, j *jobItem, want []int64) ([]int64
 	}
 	release()
 	// 6. The index, and the tolerance.
-	after, err := st.uncount(ctx, jobID, moved, nil, 0)
+	after, err := st.uncount(ctx, jobID, moved)
 	if err != nil {
 		return moved, err
 	}
