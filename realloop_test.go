@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/wp-tools/wp/internal/testservers"
 )
 
@@ -486,4 +488,50 @@ echo "$WP_PART_ID" >> $D/ran`)
 		t.Errorf("the proxy throttled nothing (%+v): the test did not test throttling", st.OpStats)
 	}
 	t.Logf("proxy: %d requests, %d throttled, %.0f write units", st.Requests, st.Throttled, st.WriteUnits)
+}
+
+// TestRealLoop_DeadLetterBadInput: what the sweep cannot handle stays in
+// the queue and is listed: a body that is not JSON, a message that is not
+// wp's, one of a job the store lacks; a --queue that is not an SQS queue
+// URL is a usage error; a queue that cannot be reached, an error naming it.
+func TestRealLoop_DeadLetterBadInput(t *testing.T) {
+	t.Parallel()
+	l := newLoop(t, 2)
+	ctx := context.Background()
+	for _, body := range []string{
+		`not json at all`,
+		`{"Type":"Notification","Subject":"map","Message":"{\"hello\":\"world\"}"}`,
+		`{"Type":"Notification","Subject":"map","Message":"{\"jobid\":\"nosuch\",\"partid\":3}"}`,
+	} {
+		if _, err := l.sqs.SQSClient.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(l.stack.DeadLetterURL), MessageBody: aws.String(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut := l.run(nil, "dead-letter", "--queue", l.stack.DeadLetterURL)
+	if code != 0 {
+		t.Fatalf("dead-letter: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"not a wp message (left in the queue)\t-\t-\tMessage is not a JSON object", "not a wp message (left in the queue)\t-\t-\tMessage has no jobid field", "unknown job (left in the queue)\tnosuch\tpart 3\tthe progress store has no job nosuch"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dead-letter printed:\n%s\nwant a line with %q", out, want)
+		}
+	}
+	if !strings.Contains(errOut, "messages=3 left_in_queue=3") {
+		t.Errorf("dead-letter's summary: %q, want 3 messages, 3 left", errOut)
+	}
+	l.waitFor("the 3 messages visible in the dead-letter queue again", 30*time.Second, nil, func() bool {
+		d, err := l.stack.DeadLetterCounts(ctx)
+		return err == nil && d.Visible == 3
+	})
+	if code, _, errOut := l.run(nil, "dead-letter", "--queue", "my-dlq"); code != 2 || !strings.Contains(errOut, `--queue: "my-dlq" is not an SQS queue URL`) {
+		t.Errorf("--queue my-dlq: exit %d, %q; want 2 and why", code, errOut)
+	}
+	port, _ := testservers.FreePort()
+	gone := fmt.Sprintf("http://sqs.us-east-1.localhost:%d/000000000000/gone", port)
+	c := exec.Command(l.wp, "dead-letter", "--queue", gone)
+	c.Env = append(append([]string{}, l.env...), "AWS_ENDPOINT_URL_SQS=http://127.0.0.1:"+strconv.Itoa(port))
+	b, err := c.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(b), "read the dead-letter queue "+gone) {
+		t.Errorf("an unreachable queue: %v\n%s\nwant exit 1 naming the queue", err, b)
+	}
 }

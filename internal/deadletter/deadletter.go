@@ -267,6 +267,9 @@ func (s *Sweeper) handle(ctx context.Context, m types.Message) Report {
 		return r
 	}
 	r.JobID, r.Subject = msg.JobID, msg.Subject
+	if msg.Subject == worker.SubjectMap {
+		r.Parts = msg.Parts()
+	}
 	job, err := s.Store.Peek(ctx, msg.JobID)
 	switch {
 	case errors.Is(err, backends.ErrNotFound):
@@ -279,7 +282,6 @@ func (s *Sweeper) handle(ctx context.Context, m types.Message) Report {
 	if msg.Subject == worker.SubjectReduce {
 		return s.reduce(ctx, r, job, d)
 	}
-	r.Parts = msg.Parts()
 	for _, p := range r.Parts {
 		if !job.HasPart(p) {
 			r.Action, r.Detail = NotWP, fmt.Sprintf("part %d is not a part of job %s (parts %d to %d)", p, job.ID, job.FirstPart, job.LastPart())
