@@ -280,15 +280,7 @@ func (st *Store) writeShard(ctx context.Context, jc *jobCtx, s int64, offs []int
 		if !readFirst && attempt == 0 {
 			cond += " AND " + freshCond(u, attrT, nowMS)
 		}
-		out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
-			TableName:                 aws.String(st.table),
-			Key:                       key(shardKey(jc.id, s)),
-			UpdateExpression:          aws.String(u.String()),
-			ConditionExpression:       aws.String(cond),
-			ExpressionAttributeNames:  u.names,
-			ExpressionAttributeValues: u.vals,
-			ReturnValues:              types.ReturnValueAllOld,
-		})
+		out, err := st.db.UpdateItem(ctx, u.input(st.table, key(shardKey(jc.id, s)), cond, types.ReturnValueAllOld))
 		if err != nil {
 			if isCondFailed(err) {
 				continue
@@ -366,15 +358,7 @@ func (st *Store) removeFromGroup(ctx context.Context, id string, g, off, endMS i
 		if attempt == 0 {
 			cond += " AND " + freshCond(u, attrT, nowMS)
 		}
-		out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
-			TableName:                 aws.String(st.table),
-			Key:                       key(groupKey(id, g)),
-			UpdateExpression:          aws.String(u.String()),
-			ConditionExpression:       aws.String(cond),
-			ExpressionAttributeNames:  u.names,
-			ExpressionAttributeValues: u.vals,
-			ReturnValues:              types.ReturnValueAllNew,
-		})
+		out, err := st.db.UpdateItem(ctx, u.input(st.table, key(groupKey(id, g)), cond, types.ReturnValueAllNew))
 		if err == nil {
 			_, left := out.Attributes[attrLeft]
 			return !left, countersOf(out.Attributes, shardCounterPrefix).inWindow(w), nil
@@ -415,15 +399,7 @@ func (st *Store) removeGroup(ctx context.Context, id string, g, endMS int64, gcs
 		if attempt == 0 {
 			cond += " AND " + freshCond(u, attrEnded, nowMS)
 		}
-		out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
-			TableName:                 aws.String(st.table),
-			Key:                       key(id),
-			UpdateExpression:          aws.String(u.String()),
-			ConditionExpression:       aws.String(cond),
-			ExpressionAttributeNames:  u.names,
-			ExpressionAttributeValues: u.vals,
-			ReturnValues:              types.ReturnValueUpdatedNew,
-		})
+		out, err := st.db.UpdateItem(ctx, u.input(st.table, key(id), cond, types.ReturnValueUpdatedNew))
 		if err == nil {
 			_, left := out.Attributes[attrGroups]
 			return !left, !left, nil

@@ -118,15 +118,7 @@ func (st *Store) giveUpShard(ctx context.Context, jobID string, part int64, stal
 	if fresh {
 		cond += " AND " + freshCond(u, attrT, nowMS)
 	}
-	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
-		TableName:                 aws.String(st.table),
-		Key:                       key(shardKey(jobID, s)),
-		UpdateExpression:          aws.String(u.String()),
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  u.names,
-		ExpressionAttributeValues: u.vals,
-		ReturnValues:              types.ReturnValueAllOld,
-	})
+	out, err := st.db.UpdateItem(ctx, u.input(st.table, key(shardKey(jobID, s)), cond, types.ReturnValueAllOld))
 	if isCondFailed(err) {
 		return nil, nowMS, false, nil
 	}
@@ -412,14 +404,7 @@ func (st *Store) convert(ctx context.Context, jc *jobCtx, part int64, sh item, c
 			Delete("#gu :p").
 			val(":p", numSet(off)).val(":pv", num(off)).val(":now", num(nowMS)).
 			counts(t)
-		_, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
-			TableName:                 aws.String(st.table),
-			Key:                       key(shardKey(jobID, s)),
-			UpdateExpression:          aws.String(u.String()),
-			ConditionExpression:       aws.String("contains(#gu, :pv) AND attribute_not_exists(#f) AND (attribute_not_exists(#rx) OR #rx < :now)"),
-			ExpressionAttributeNames:  u.names,
-			ExpressionAttributeValues: u.vals,
-		})
+		_, err := st.db.UpdateItem(ctx, u.input(st.table, key(shardKey(jobID, s)), "contains(#gu, :pv) AND attribute_not_exists(#f) AND (attribute_not_exists(#rx) OR #rx < :now)", types.ReturnValueNone))
 		if err == nil {
 			break
 		}
@@ -455,15 +440,7 @@ func (st *Store) convert(ctx context.Context, jc *jobCtx, part int64, sh item, c
 func (st *Store) uncount(ctx context.Context, jobID string, parts []int64) (item, error) {
 	u := newUpdate().name(attrGivenUp).Delete("#wpGivenUp :p").val(":p", numSet(parts...))
 	cond := isJobCond(u.names, u.vals, st.nowMS())
-	out, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
-		TableName:                 aws.String(st.table),
-		Key:                       key(jobID),
-		UpdateExpression:          aws.String(u.String()),
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  u.names,
-		ExpressionAttributeValues: u.vals,
-		ReturnValues:              types.ReturnValueAllNew,
-	})
+	out, err := st.db.UpdateItem(ctx, u.input(st.table, key(jobID), cond, types.ReturnValueAllNew))
 	if err != nil && !isCondFailed(err) {
 		return nil, st.wrap("uncount given-up parts on the job item", err)
 	}
@@ -705,14 +682,7 @@ func (st *Store) retryWP(ctx context.Context, j *jobItem, want []int64) ([]int64
 		for m := range countersOf(grps[groupKey(jobID, g)], shardCounterPrefix) {
 			u.Remove(counterName(shardCounterPrefix, m))
 		}
-		if _, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
-			TableName:                 aws.String(st.table),
-			Key:                       key(groupKey(jobID, g)),
-			UpdateExpression:          aws.String(u.String()),
-			ConditionExpression:       aws.String("attribute_exists(#id)"),
-			ExpressionAttributeNames:  u.names,
-			ExpressionAttributeValues: u.vals,
-		}); err != nil {
+		if _, err := st.db.UpdateItem(ctx, u.input(st.table, key(groupKey(jobID, g)), "attribute_exists(#id)", types.ReturnValueNone)); err != nil {
 			return nil, st.wrap("put the shards back in group "+groupKey(jobID, g), err)
 		}
 	}
@@ -732,14 +702,7 @@ func (st *Store) retryWP(ctx context.Context, j *jobItem, want []int64) ([]int64
 				u.Remove(counterName(shardCounterPrefix, m))
 			}
 		}
-		_, err := st.db.UpdateItem(ctx, &ddb.UpdateItemInput{
-			TableName:                 aws.String(st.table),
-			Key:                       key(shardKey(jobID, s)),
-			UpdateExpression:          aws.String(u.String()),
-			ConditionExpression:       aws.String("#r = :tok"),
-			ExpressionAttributeNames:  u.names,
-			ExpressionAttributeValues: u.vals,
-		})
+		_, err := st.db.UpdateItem(ctx, u.input(st.table, key(shardKey(jobID, s)), "#r = :tok", types.ReturnValueNone))
 		if isCondFailed(err) {
 			return nil, fmt.Errorf("retry lost its hold on shard %s (it took over %v): run it again", shardKey(jobID, s), retryLease)
 		}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/wp-tools/wp/backends"
@@ -157,6 +159,20 @@ func (u *update) Set(s ...string) *update    { u.set = append(u.set, s...); retu
 func (u *update) Add(s ...string) *update    { u.add = append(u.add, s...); return u }
 func (u *update) Delete(s ...string) *update { u.del = append(u.del, s...); return u }
 func (u *update) Remove(s ...string) *update { u.remove = append(u.remove, s...); return u }
+
+// input is the UpdateItem request of u on the item k of table, on the
+// condition cond, returning rv.
+func (u *update) input(table string, k item, cond string, rv types.ReturnValue) *ddb.UpdateItemInput {
+	return &ddb.UpdateItemInput{
+		TableName:                 aws.String(table),
+		Key:                       k,
+		UpdateExpression:          aws.String(u.String()),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  u.names,
+		ExpressionAttributeValues: u.vals,
+		ReturnValues:              rv,
+	}
+}
 
 func (u *update) String() string {
 	var b strings.Builder

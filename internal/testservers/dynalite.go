@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -78,50 +77,18 @@ func startDynaliteOnce(node, cli string) (*Server, error) {
 		"--host", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--createTableMs", "10", "--deleteTableMs", "10", "--updateTableMs", "10")
 	cmd.Env = append(os.Environ(), "DYNALITE_CLI="+cli)
-	var out lockedBuffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	stdin, err := cmd.StdinPipe()
+	svc, err := startService("dynalite", cmd)
 	if err != nil {
-		return nil, fmt.Errorf("start dynalite: %w", err)
+		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start dynalite: %w", err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	var once sync.Once
-	var stopped atomic.Bool
-	stop := func() {
-		once.Do(func() {
-			stopped.Store(true)
-			stdin.Close()
-			cmd.Process.Kill()
-			<-exited
-		})
-	}
-	died := func() string {
-		select {
-		case <-exited:
-		default:
-			return ""
-		}
-		if stopped.Load() {
-			return ""
-		}
-		return fmt.Sprintf("dynalite exited (%v); the end of its output:\n%s", waitErr, tail(out.Bytes(), 2000))
-	}
+	stop, out := svc.stop, svc.out
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	url := "http://" + addr
-	if err := waitDynalite(url, exited, 20*time.Second); err != nil {
+	if err := waitDynalite(url, svc.exited, 20*time.Second); err != nil {
 		stop()
 		return nil, fmt.Errorf("dynalite on %s: %w; its output: %s", addr, err, lastLine(out.Bytes()))
 	}
-	return &Server{Addr: addr, URL: url, stop: stop, died: died}, nil
+	return &Server{Addr: addr, URL: url, stop: stop, died: svc.died}, nil
 }
 
 // waitDynalite waits until dynalite answers an HTTP request (any status: an

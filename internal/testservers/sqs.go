@@ -71,44 +71,12 @@ func StartSQS() (*SQS, error) {
 	cmd := exec.Command(node, launcher, SQSRegion)
 	cmd.Dir = RepoRoot()
 	cmd.Env = append(os.Environ(), "NODE_OPTIONS=")
-	out := &lockedBuffer{}
-	cmd.Stdout = out
-	cmd.Stderr = out
-	stdin, err := cmd.StdinPipe()
+	svc, err := startService("fauxqs", cmd)
 	if err != nil {
-		return nil, fmt.Errorf("start fauxqs: %w", err)
+		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start fauxqs: %w", err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	var once sync.Once
-	var stopped atomic.Bool
-	stop := func() {
-		once.Do(func() {
-			stopped.Store(true)
-			stdin.Close()
-			cmd.Process.Kill()
-			<-exited
-		})
-	}
-	died := func() string {
-		select {
-		case <-exited:
-		default:
-			return ""
-		}
-		if stopped.Load() {
-			return ""
-		}
-		return fmt.Sprintf("fauxqs exited (%v); the end of its output:\n%s", waitErr, tail(out.Bytes(), 2000))
-	}
-	addr, err := waitListening(out, exited, 20*time.Second)
+	stop, out := svc.stop, svc.out
+	addr, err := waitListening(out, svc.exited, 20*time.Second)
 	if err != nil {
 		stop()
 		return nil, fmt.Errorf("fauxqs: %w; its output: %s", err, tail(out.Bytes(), 2000))
@@ -117,7 +85,7 @@ func StartSQS() (*SQS, error) {
 		stop()
 		return nil, fmt.Errorf("fauxqs: %w", err)
 	}
-	s := &SQS{Server: &Server{Addr: addr, URL: "http://" + addr, stop: stop, died: died}}
+	s := &SQS{Server: &Server{Addr: addr, URL: "http://" + addr, stop: stop, died: svc.died}}
 	cfg := aws.Config{
 		Region:      SQSRegion,
 		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
