@@ -39,7 +39,7 @@ func (e *env) helloWorld() (string, error) {
 
 func (e *env) caseStartup(ctx context.Context) error {
 	s := e.rep.section("startup", "5. Start-up",
-		"Wall time from fork to exit, the variants interleaved one process of each in turn. `wp --version` does nothing but start and print; a Go hello world built the same way (CGO_ENABLED=0) is the floor of any Go process. `wp run -- true` completes one part on Redis (no reduce); beside it, bare `true` and one Redis round trip (a PING from a client already connected, measured in the harness).")
+		"Wall time from fork to exit, the variants interleaved one process of each in turn (with -old, an older wp binary's `--version` and `wp run` too). `wp --version` does nothing but start and print; a Go hello world built the same way (CGO_ENABLED=0) is the floor of any Go process. `wp run -- true` completes one part on Redis (no reduce); beside it, bare `true` and one Redis round trip (a PING from a client already connected, measured in the harness).")
 	n := e.pick(60, 25)
 	hello, err := e.helloWorld()
 	if err != nil {
@@ -66,6 +66,18 @@ func (e *env) caseStartup(ctx context.Context) error {
 		target: &target{text: "within 3× bare `true` plus one Redis round trip (issue 19)", met: func(r *row, s *section) (bool, bool) {
 			return r.median() <= 3*s.find("bare `true`").median()+s.find("one Redis round trip (PING)").median(), true
 		}}})
+	// With -old, the older wp's start-up and its wp run, interleaved with
+	// this one's (on a job of its own, created the same way).
+	var oldVersion, oldRun *row
+	const oldID = "startup-old"
+	if e.oldWP != "" {
+		if err := createJob(ctx, url, oldID, int64(n)+10); err != nil {
+			return err
+		}
+		oldVersion = s.add(&row{name: "`wp --version`, the older wp", unit: "ms", baseline: version.name, command: e.oldWP + " --version"})
+		oldRun = s.add(&row{name: "`wp run -- true` (Redis), the older wp", unit: "ms", baseline: run.name,
+			command: fmt.Sprintf("WP_PROGRESS=%s Subject=map Message='{\"jobid\":\"%s\",\"partid\":N}' %s run -- true", redactTmp(url, e.tmp), oldID, e.oldWP)})
+	}
 	opt, err := goredis.ParseURL(url)
 	if err != nil {
 		return err
@@ -76,16 +88,24 @@ func (e *env) caseStartup(ctx context.Context) error {
 		return err
 	}
 	for i := 0; i < n; i++ {
-		for _, v := range []struct {
+		type variant struct {
 			r *row
 			p proc
-		}{
+		}
+		vs := []variant{
 			{helloRow, proc{args: []string{hello}}},
 			{version, proc{args: []string{e.wp, "--version"}}},
 			{bare, proc{args: []string{truePath}}},
 			{run, proc{args: []string{e.wp, "run", "--", truePath}, env: []string{
 				"WP_PROGRESS=" + url, "Subject=map", fmt.Sprintf(`Message={"jobid":%q,"partid":%d}`, id, i), "ApproximateReceiveCount=1"}}},
-		} {
+		}
+		if e.oldWP != "" {
+			vs = append(vs,
+				variant{oldVersion, proc{args: []string{e.oldWP, "--version"}}},
+				variant{oldRun, proc{args: []string{e.oldWP, "run", "--", truePath}, env: []string{
+					"WP_PROGRESS=" + url, "Subject=map", fmt.Sprintf(`Message={"jobid":%q,"partid":%d}`, oldID, i), "ApproximateReceiveCount=1"}}})
+		}
+		for _, v := range vs {
 			res, err := v.p.run()
 			if err != nil {
 				return err
