@@ -33,23 +33,10 @@ func (st *Store) getItem(ctx context.Context, id string, proj string, nm map[str
 	return out.Item, nil
 }
 
-// getJob reads a visible job item; ErrNotFound when there is none.
+// getJob reads a visible job item, strongly consistent; ErrNotFound when
+// there is none.
 func (st *Store) getJob(ctx context.Context, id string) (*jobItem, error) {
-	if id == "" {
-		return nil, fmt.Errorf("job id is empty: %w", backends.ErrNotFound)
-	}
-	it, err := st.getItem(ctx, id, "", nil)
-	if err != nil {
-		return nil, err
-	}
-	j, ok := parseJob(it)
-	if !ok || !j.visible() || j.expired(st.nowMS()) {
-		return nil, backends.ErrNotFound
-	}
-	if !j.legacy {
-		st.totals.put(id, j.total)
-	}
-	return j, nil
+	return st.readJob(ctx, id, nil)
 }
 
 // CreateJob writes the job item in the creating state, then its shard and

@@ -66,7 +66,8 @@ func (st *Store) readItem(ctx context.Context, id string, r *reads) (item, error
 	return out.Item, nil
 }
 
-// readJob is getJob for the readers (Status, Peek), as r says.
+// readJob reads a visible job item as r says (nil: strongly consistent, as
+// getJob); ErrNotFound when there is none.
 func (st *Store) readJob(ctx context.Context, id string, r *reads) (*jobItem, error) {
 	if id == "" {
 		return nil, fmt.Errorf("job id is empty: %w", backends.ErrNotFound)
